@@ -1,0 +1,214 @@
+"""One config object per model size: ``full`` (SD-1.5, the paper), ``tiny`` (tests) and ``demo``.
+
+An :class:`EMOConfig` is plain data: it round-trips through ``config.json`` in a native EMO checkpoint
+folder, and every module of the model is built from it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SD15_UNET: dict[str, Any] = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    norm_num_groups=32,
+)
+
+SD15_VAE: dict[str, Any] = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=2,
+    norm_num_groups=32,
+    sample_size=512,
+    scaling_factor=0.18215,
+)
+
+WAV2VEC2_BASE: dict[str, Any] = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    feat_extract_norm="group",
+    do_stable_layer_norm=False,
+)
+
+SD15_SCHEDULER: dict[str, Any] = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="epsilon",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+)
+
+
+@dataclass
+class EMOConfig:
+    """Everything needed to build an EMO model.
+
+    unet: ``UNet2DConditionModel`` kwargs shared by the backbone and the ReferenceNet.
+    vae: ``AutoencoderKL`` kwargs. audio_encoder: ``Wav2Vec2Config`` kwargs.
+    frames_per_clip (f), motion_frames (n), audio_window (m): the paper's clip geometry.
+    """
+
+    name: str = "full"
+    unet: dict[str, Any] = field(default_factory=lambda: dict(SD15_UNET))
+    vae: dict[str, Any] = field(default_factory=lambda: dict(SD15_VAE))
+    audio_encoder: dict[str, Any] = field(default_factory=lambda: dict(WAV2VEC2_BASE))
+    scheduler: dict[str, Any] = field(default_factory=lambda: dict(SD15_SCHEDULER))
+    width: int = 512
+    height: int = 512
+    fps: float = 30.0
+    audio_sample_rate: int = 16000
+    frames_per_clip: int = 12
+    motion_frames: int = 4
+    audio_window: int = 2
+    audio_tokens: int = 32
+    audio_hidden: int = 512
+    temporal_heads: int = 8
+    temporal_max_frames: int = 32
+    speed_buckets: int = 16
+    speed_max: float = 2.0
+    speed_tokens: int = 4
+    speed_dim: int = 320
+    face_locator_channels: tuple[int, ...] = (16, 32, 64, 128)
+    face_locator_in: int = 1
+
+    @property
+    def vae_scale(self) -> int:
+        """Pixels per latent cell (8 for SD VAEs)."""
+        return 2 ** (len(self.vae["block_out_channels"]) - 1)
+
+    @property
+    def audio_layers(self) -> int:
+        """L: wav2vec2 transformer layers whose hidden states feed the audio projection."""
+        return int(self.audio_encoder["num_hidden_layers"])
+
+    @property
+    def audio_channels(self) -> int:
+        """C: wav2vec2 hidden size."""
+        return int(self.audio_encoder["hidden_size"])
+
+    @property
+    def cross_attention_dim(self) -> int:
+        """Width of the audio tokens the backbone's audio-attention reads."""
+        return int(self.unet["cross_attention_dim"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EMOConfig:
+        """Inverse of :meth:`to_dict`; refuses unknown fields by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"config: unknown fields {unknown}; expected only {sorted(known)}")
+        data = dict(data)
+        for key in ("unet", "vae"):
+            if key in data:
+                data[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()}
+        if "face_locator_channels" in data:
+            data["face_locator_channels"] = tuple(data["face_locator_channels"])
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``config.json``."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> EMOConfig:
+        """Read a ``config.json`` written by :meth:`save`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"config: cannot read {path} as JSON ({err}); expected an EMO config.json") from err
+        return cls.from_dict(data)
+
+
+def full_config() -> EMOConfig:
+    """The paper's model: SD-1.5 UNets and VAE, wav2vec2-base, f=12, n=4, m=2, 512x512 at 30 fps."""
+    return EMOConfig()
+
+
+def tiny_config() -> EMOConfig:
+    """A model that builds and runs a clip in seconds on CPU, for tests. 64x64 pixels, 8x8 latents."""
+    return EMOConfig(
+        name="tiny",
+        unet=dict(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(32, 64),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        ),
+        vae=dict(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(8, 16, 16, 16),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=64,
+            scaling_factor=0.18215,
+        ),
+        audio_encoder=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(16,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+            feat_extract_norm="group",
+            do_stable_layer_norm=False,
+        ),
+        width=64,
+        height=64,
+        fps=25.0,
+        frames_per_clip=4,
+        motion_frames=2,
+        audio_window=2,
+        audio_tokens=4,
+        audio_hidden=32,
+        temporal_heads=2,
+        speed_buckets=8,
+        speed_tokens=2,
+        speed_dim=32,
+        face_locator_channels=(8, 16, 16, 16),
+    )
+
+
+CONFIGS = {"full": full_config, "tiny": tiny_config}
+
+
+def get_config(name: str) -> EMOConfig:
+    """A named preset (``full``, ``tiny``, ``demo``)."""
+    if name not in CONFIGS:
+        raise ValueError(f"config: unknown preset {name!r}; choose one of {sorted(CONFIGS)}")
+    return CONFIGS[name]()
