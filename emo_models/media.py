@@ -1,0 +1,204 @@
+"""All image, audio and video I/O of emo_models, free of ComfyUI.
+
+Images live here: files are read as ``(1, 3, H, W)`` float32 in [0, 1], checked, and fitted to the
+model's size; :func:`to_model_range` gives the [-1, 1] the models read. Audio (``media_audio``) and
+video (``media_video``) are re-exported, so callers import everything from ``emo_models.media``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from .media_audio import SILENCE_PEAK, frame_count, load_audio, prepare_waveform, resample, trim_audio
+from .media_video import h264_encoder, probe_video, read_video, write_video
+
+__all__ = [
+    "load_image", "check_image", "fit_image", "to_model_range", "from_model_range",
+    "load_audio", "prepare_waveform", "trim_audio", "frame_count", "resample", "SILENCE_PEAK",
+    "write_video", "read_video", "probe_video", "h264_encoder",
+]  # fmt: skip
+
+MIN_IMAGE_SIZE = 16
+FIT_MODES = ("center", "pad", "stretch")
+
+
+def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+    """CMYK -> RGB through the embedded ICC profile when there is one, else Pillow's plain formula."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            pass  # a broken profile: fall back to the plain conversion
+    return im.convert("RGB")
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow image -> (H, W, 3) float32 in [0, 1]; transparency composited onto white."""
+    if im.mode.startswith("I") or im.mode == "F":  # 16/32-bit integer or float grayscale
+        gray = np.asarray(im, dtype=np.float32)
+        peak = float(gray.max()) if gray.size else 0.0
+        if im.mode.startswith("I;16") or (im.mode == "I" and peak > 255):
+            scale = 65535.0
+        elif im.mode == "F" and peak <= 1.0:
+            scale = 1.0
+        else:
+            scale = 255.0
+        return np.repeat(np.clip(gray / scale, 0.0, 1.0)[..., None], 3, axis=-1)
+    if im.mode == "CMYK":
+        im = _cmyk_to_rgb(im)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:]
+        return rgba[..., :3] * alpha + (1.0 - alpha)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file as ``(1, 3, H, W)`` float32 RGB in [0, 1].
+
+    Any format Pillow reads; EXIF orientation is applied; transparency (RGBA, LA, palette) is
+    composited onto white; grayscale (8/16/32-bit, float) and CMYK become RGB; animated files give
+    their first frame.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"image: {path} does not exist or is not a file; give the path of a PNG or JPEG file"
+        )
+    try:
+        with Image.open(path) as im:
+            rgb = _to_rgb(ImageOps.exif_transpose(im))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ValueError(f"image: could not read {path} ({e}); give a PNG, JPEG or WebP file") from e
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].contiguous()
+
+
+def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """Check that ``image`` is a (B, 3, H, W) float tensor in [0, 1] with H, W >= 16; return it unchanged."""
+    if not isinstance(image, torch.Tensor):
+        raise ValueError(
+            f"{name}: expected a torch.Tensor (B, 3, H, W) in [0, 1], got {type(image).__name__}"
+        )
+    shape = tuple(image.shape)
+    if image.ndim != 4 or shape[1] != 3:
+        hint = (
+            " (a ComfyUI IMAGE is (B, H, W, 3): use image.permute(0, 3, 1, 2))" if shape[-1:] == (3,) else ""
+        )
+        raise ValueError(f"{name}: expected shape (B, 3, H, W), got {shape}{hint}")
+    if not image.is_floating_point():
+        raise ValueError(
+            f"{name}: expected a float tensor in [0, 1], got {image.dtype} (divide uint8 by 255)"
+        )
+    if image.numel() == 0:
+        raise ValueError(f"{name}: empty tensor of shape {shape}; give at least one image")
+    if min(shape[2:]) < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"{name}: {shape[3]}x{shape[2]} pixels is too small; give an image of at least "
+            f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}"
+        )
+    if not torch.isfinite(image).all():
+        raise ValueError(f"{name}: contains NaN or inf; check what produced it")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(
+            f"{name}: values span [{lo:.3g}, {hi:.3g}]; expected [0, 1] "
+            "(use from_model_range for [-1, 1] images, divide by 255 for 0..255)"
+        )
+    return image
+
+
+def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bicubic, antialiased resize of (B, 3, h, w) to (B, 3, height, width), clamped to [0, 1]."""
+    if tuple(image.shape[-2:]) == (height, width):
+        return image
+    x = F.interpolate(
+        image.float(), size=(height, width), mode="bicubic", antialias=True, align_corners=False
+    )
+    return x.clamp_(0.0, 1.0).to(image.dtype)
+
+
+def _crop_box(w: int, h: int, aspect: float, box) -> tuple[int, int, int, int]:
+    """Pixel crop (x0, y0, x1, y1) of the target aspect: the largest centred one, or one around ``box``."""
+    if box is None:
+        cx, cy, cw, ch = w / 2, h / 2, float(w), float(h)
+    else:
+        try:
+            x0, y0, x1, y1 = (float(v) for v in box)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"box: expected 4 numbers (x0, y0, x1, y1) in pixels, got {box!r}") from e
+        if not all(map(math.isfinite, (x0, y0, x1, y1))) or x1 <= x0 or y1 <= y0:
+            raise ValueError(f"box: {box!r} is not a box; expected x0 < x1 and y0 < y1 in pixels")
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            raise ValueError(f"box: {box!r} lies outside the {w}x{h} image; give the face box in its pixels")
+        cx, cy, cw, ch = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
+    if cw / ch < aspect:  # grow the short side to reach the target aspect
+        cw = ch * aspect
+    else:
+        ch = cw / aspect
+    shrink = min(1.0, w / cw, h / ch)  # then fit inside the image
+    cw = min(w, max(1, round(cw * shrink)))
+    ch = min(h, max(1, round(ch * shrink)))
+    left = min(max(0, round(cx - cw / 2)), w - cw)
+    top = min(max(0, round(cy - ch / 2)), h - ch)
+    return left, top, left + cw, top + ch
+
+
+def _edge_mean(image: torch.Tensor) -> torch.Tensor:
+    """Mean colour of the outermost rows and columns: (B, 3, H, W) -> (B, 3, 1, 1)."""
+    edges = torch.cat([image[..., 0, :], image[..., -1, :], image[..., :, 0], image[..., :, -1]], dim=-1)
+    return edges.mean(dim=-1)[..., None, None]
+
+
+def fit_image(
+    image: torch.Tensor, width: int, height: int, mode: str = "center", box=None, fill: str = "edge"
+) -> torch.Tensor:
+    """Fit (B, 3, H, W) in [0, 1] to (B, 3, height, width).
+
+    mode: "center" scales to cover and crops the middle; "pad" scales to fit and pads with the mean
+    colour of the image's edges (``fill="edge"``) or white (``fill="white"``); "stretch" ignores the
+    aspect ratio. box: (x0, y0, x1, y1) in pixels, e.g. a face detector's box grown by a margin,
+    with mode "center": the crop is centred on the box, grown to the target aspect and kept inside
+    the image (the "face" crop). Resizing is bicubic with antialiasing, deterministic on CPU.
+    """
+    check_image(image)
+    if int(width) < 1 or int(height) < 1:
+        raise ValueError(f"fit_image: target size {width}x{height} must be positive, e.g. 512x512")
+    width, height = int(width), int(height)
+    if mode not in FIT_MODES:
+        raise ValueError(f"fit_image: mode {mode!r} is not one of {FIT_MODES}")
+    if box is not None and mode != "center":
+        raise ValueError(f"fit_image: a box crops, so it needs mode 'center', not {mode!r}")
+    _, _, h, w = image.shape
+    if mode == "stretch":
+        return _resize(image, height, width)
+    if mode == "center":
+        x0, y0, x1, y1 = _crop_box(w, h, width / height, box)
+        return _resize(image[:, :, y0:y1, x0:x1], height, width)
+    if fill not in ("edge", "white"):
+        raise ValueError(f"fit_image: fill {fill!r} is not 'edge' or 'white'")
+    scale = min(width / w, height / h)
+    inner_w, inner_h = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
+    colour = _edge_mean(image) if fill == "edge" else torch.ones_like(image[:, :, :1, :1])
+    out = colour.expand(-1, -1, height, width).clone()
+    top, left = (height - inner_h) // 2, (width - inner_w) // 2
+    out[:, :, top : top + inner_h, left : left + inner_w] = _resize(image, inner_h, inner_w)
+    return out
+
+
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1], the range the VAE and models read. Any shape."""
+    return x * 2.0 - 1.0
+
+
+def from_model_range(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clamped (decoded images overshoot a little). Any shape."""
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
