@@ -1,0 +1,1 @@
+"""Training for EMO: data (procedural and real), preprocessing, and the three stages."""
