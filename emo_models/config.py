@@ -123,7 +123,7 @@ class EMOConfig:
         if unknown:
             raise ValueError(f"config: unknown fields {unknown}; expected only {sorted(known)}")
         data = dict(data)
-        for key in ("unet", "vae"):
+        for key in ("unet", "vae", "audio_encoder"):
             if key in data:
                 data[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()}
         if "face_locator_channels" in data:
@@ -204,7 +204,68 @@ def tiny_config() -> EMOConfig:
     )
 
 
-CONFIGS = {"full": full_config, "tiny": tiny_config}
+def demo_config() -> EMOConfig:
+    """The bundled demo model: trained on procedural faces in 30 minutes on 2 CPU cores, shipped <= 25 MB.
+
+    64x64 pixels, a 3-level VAE (4x: 16x16x4 latents), two-level UNets (64, 128), a small random-init
+    wav2vec2 (frozen: its conv features still carry the speech envelope), f=8 new + n=2 motion frames.
+    The VAE's ``scaling_factor`` is replaced by the measured one when its autoencoder is trained.
+    """
+    return EMOConfig(
+        name="demo",
+        unet=dict(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(64, 128),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=64,
+            attention_head_dim=4,
+            norm_num_groups=32,
+        ),
+        vae=dict(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(32, 64, 64),
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            layers_per_block=1,
+            norm_num_groups=16,
+            sample_size=64,
+            scaling_factor=1.0,
+        ),
+        audio_encoder=dict(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            conv_dim=(64,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+            feat_extract_norm="group",
+            do_stable_layer_norm=False,
+        ),
+        width=64,
+        height=64,
+        fps=25.0,
+        frames_per_clip=8,
+        motion_frames=2,
+        audio_window=2,
+        audio_tokens=4,
+        audio_hidden=128,
+        temporal_heads=4,
+        temporal_max_frames=24,
+        speed_buckets=8,
+        speed_tokens=2,
+        speed_dim=64,
+        face_locator_channels=(16, 32, 64),
+    )
+
+
+CONFIGS = {"full": full_config, "tiny": tiny_config, "demo": demo_config}
 
 
 def get_config(name: str) -> EMOConfig:

@@ -169,7 +169,7 @@ class EMOPipeline:
         if f < 1 or n < 0 or f + n > cfg.temporal_max_frames:
             raise ValueError(f"frames_per_clip={f}, motion_frames={n}: need f >= 1, n >= 0 and f + n <= "
                              f"{cfg.temporal_max_frames}")
-        total, (h, w) = audio.frames, reference.latent.shape[-2:]
+        total, (c, h, w) = audio.frames, reference.latent.shape[-3:]
         clips = math.ceil(total / f)
         speeds = speed_per_frame(speed, clips * f)
         windows = audio_windows_padded(audio.windows, clips * f)
@@ -197,7 +197,7 @@ class EMOPipeline:
                 speed_tokens=model.encode_speed(speeds[span][None].to(device)).expand(v, -1, -1, -1),
             )
             sched = make_scheduler(cfg, scheduler, steps)
-            noise = torch.randn((1, f, 4, h, w), generator=generator, dtype=torch.float32)
+            noise = torch.randn((1, f, c, h, w), generator=generator, dtype=torch.float32)
             latents = (noise * sched.init_noise_sigma).to(device, dtype)
             for t in sched.timesteps:
                 if should_stop is not None and should_stop():
