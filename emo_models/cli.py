@@ -161,7 +161,8 @@ def _extra_commands():
     import importlib
 
     found = []
-    for module, attr in (("emo_models.training.cli", "register"), ("emo_models.demo", "register")):
+    for module, attr in (("emo_models.training.cli", "register"), ("emo_models.training.prepare", "register"),
+                         ("emo_models.demo", "register")):
         try:
             found.append(getattr(importlib.import_module(module), attr))
         except ModuleNotFoundError as err:

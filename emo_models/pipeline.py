@@ -120,7 +120,9 @@ class EMOPipeline:
     def to(self, device=None, dtype=None) -> EMOPipeline:
         """Move every part; wav2vec2 stays float32 unless on an accelerator."""
         self.model.to(device=device, dtype=dtype)
-        self.vae.to(device=device, dtype=dtype)
+        self.vae.to(device=device)
+        if dtype is not None and dtype != self.vae.dtype:
+            self.vae.to(dtype=dtype)
         self.audio_encoder.to(device=device)
         return self
 

@@ -105,7 +105,7 @@ class ClipDataset(Dataset):
         x0, y0 = np.floor(boxes[:, :2].min(0)).astype(int).clip(0, self.size)
         x1, y1 = np.ceil(boxes[:, 2:].max(0)).astype(int).clip(0, self.size)
         mask[:, y0:y1, x0:x1] = 1
-        to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+        to_tensor = lambda a: torch.from_numpy(np.array(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
         return {
             "reference": to_tensor(frames[ref_index:ref_index + 1])[0],
             "frames": to_tensor(frames[start:end]),
