@@ -8,7 +8,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from emo_models.config import tiny_config
-from emo_models.model import ClipCondition, EMOModel
+from emo_models.model import ClipCondition
 from emo_models.pipeline import GenerationCancelled, Guidance
 from emo_models.temporal import motion_module_sites
 
@@ -36,18 +36,30 @@ def test_reference_net_runs_once_per_video_and_once_per_clip_never_per_step(spee
     assert len(backbone_calls) == clips * 3  # one batched pass (3 guidance branches) per step
 
 
-def test_emo_layers_off_equals_stock_diffusers_unet():
+def test_emo_layers_off_equals_stock_diffusers_unet_on_the_same_sd15_weights(tmp_path):
+    from emo_models.loading import assemble
+    from tests.weight_files import write_sd15_single_file
+
     config = tiny_config()
-    torch.manual_seed(0)
-    model = EMOModel(config, emo_layers=False).eval()
+    source = write_sd15_single_file(tmp_path / "v1-5-pruned-emaonly.safetensors", config)
+    pipeline, _ = assemble(config, base=tmp_path / "v1-5-pruned-emaonly.safetensors")
+    model = pipeline.model
     stock = UNet2DConditionModel(**config.unet).eval()
-    stock.load_state_dict(model.backbone.state_dict())
+    stock.load_state_dict(source["unet"])
     latents = torch.randn(2, 3, 4, 8, 8)
     context = torch.randn(6, 5, config.cross_attention_dim)
-    with torch.no_grad():
+    with torch.no_grad(), model.emo_layers_off():
         ours = model.denoise(latents, 321, ClipCondition(reference=None), encoder_hidden_states=context)
         theirs = stock(latents.flatten(0, 1), 321, encoder_hidden_states=context).sample
+        # the ReferenceNet got the same weights
+        assert all(torch.equal(a, b) for a, b in zip(model.reference_net.state_dict().values(),
+                                                      stock.state_dict().values()))
     assert (ours.flatten(0, 1) - theirs).abs().max().item() <= 1e-5
+    # and switched on, the EMO layers do change the output (so the comparison above means something)
+    with torch.no_grad():
+        reference = model.encode_reference(torch.randn(2, 4, 8, 8))
+        emo = model.denoise(latents, 321, ClipCondition(reference=reference, temporal=False))
+    assert (emo.flatten(0, 1) - theirs).abs().max().item() > 1e-4  # 10x the equality tolerance
 
 
 def test_temporal_modules_sit_where_animatediff_puts_them():
