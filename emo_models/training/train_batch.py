@@ -1,0 +1,175 @@
+"""One training step's data and maths, made a pure function of (seed, step, sample position).
+
+- :class:`StepSampler`: the global batch of step s is positions ``(s-1)·G … s·G-1`` of an endless
+  sequence of per-epoch permutations (``G`` = batch per process × processes); process r takes the r-th
+  slice. So a step's samples do not depend on how many processes share them, or on a resume.
+- :func:`sample_randomness`: timestep, noise and guidance dropout of one sample, drawn from a generator
+  seeded by (seed, step, position) — never from global RNG state.
+- :class:`StageDenoiser`: the module DDP wraps; ``EMOModel``'s training forward plus per-video condition
+  dropout for classifier-free guidance (no reference = self-attention only, no audio = zero tokens,
+  exactly the pipeline's unconditional branches).
+- :func:`diffusion_loss`: epsilon-prediction MSE at random timesteps of the config's DDPM schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..model import ClipCondition, EMOModel
+from .stages import Stage
+
+
+class StepSampler:
+    """Batch sampler yielding this process's dataset indices for steps ``first+1 … last``.
+
+    The sequence of samples is fixed by ``seed`` alone: epoch e is ``default_rng([seed, e]).permutation``.
+    """
+
+    def __init__(self, size: int, batch_size: int, processes: int, rank: int, seed: int, first: int, last: int):
+        self.size, self.batch_size, self.processes, self.rank = size, batch_size, processes, rank
+        self.seed, self.first, self.last = seed, first, last
+        self._epochs: dict[int, np.ndarray] = {}
+
+    def positions(self, step: int) -> list[int]:
+        """Global positions of this process's samples at ``step`` (1-based)."""
+        start = (step - 1) * self.batch_size * self.processes + self.rank * self.batch_size
+        return list(range(start, start + self.batch_size))
+
+    def index(self, position: int) -> int:
+        """Dataset index at a global position."""
+        epoch, offset = divmod(position, self.size)
+        if epoch not in self._epochs:
+            self._epochs = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.size)}
+        return int(self._epochs[epoch][offset])
+
+    def __len__(self) -> int:
+        return max(0, self.last - self.first)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.first + 1, self.last + 1):
+            yield [self.index(p) for p in self.positions(step)]
+
+
+def sample_randomness(seed: int, step: int, positions: list[int], latent_shape: tuple[int, ...],
+                      timesteps: int) -> dict[str, torch.Tensor]:
+    """Per-sample timestep (b,), noise (b, *latent_shape) and two uniforms (b, 2) for condition dropout."""
+    t, noise, u = [], [], []
+    for position in positions:
+        state = np.random.SeedSequence([seed, step, position]).generate_state(2, np.uint32)
+        g = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+        t.append(torch.randint(0, timesteps, (1,), generator=g))
+        u.append(torch.rand(2, generator=g))
+        noise.append(torch.randn(latent_shape, generator=g))
+    return {"timesteps": torch.cat(t), "noise": torch.stack(noise), "uniform": torch.stack(u)}
+
+
+def target_audio_windows(features: torch.Tensor, window: int, motion_frames: int) -> torch.Tensor:
+    """features (b, k + 2m, L, C) rows for frames start-m … end+m -> windows (b, k - n, 2m+1, L, C) of the
+    f target frames (the same windows ``audio.audio_windows`` gives inside a whole clip)."""
+    windows = features.unfold(1, 2 * window + 1, 1).movedim(-1, 2)  # (b, k, 2m+1, L, C)
+    return windows[:, motion_frames:]
+
+
+class StageDenoiser(nn.Module):
+    """EMOModel's training forward with per-video dropout of the reference and audio conditions.
+
+    latents (v, f, 4, h, w); reference_latents (v, 4, h, w); audio_windows (v, f, 2m+1, L, C) or None;
+    speed (v, f) or None; face_mask (v, 1, H, W); motion_latents (v, n, 4, h, w) or None;
+    keep_reference, keep_audio: (v,) bool -> predicted noise (v, f, 4, h, w)
+    """
+
+    def __init__(self, model: EMOModel, stage: Stage):
+        super().__init__()
+        self.model, self.stage = model, stage
+
+    def forward(self, latents, timestep, reference_latents, face_mask, audio_windows=None, speed=None,
+                motion_latents=None, keep_reference=None, keep_audio=None) -> torch.Tensor:
+        model, video = self.model, self.stage.video
+        audio = None
+        if audio_windows is not None:
+            audio = model.encode_audio(audio_windows)
+            if keep_audio is not None:
+                audio = audio * keep_audio.to(audio.dtype)[:, None, None, None]
+        cond = ClipCondition(
+            reference=model.encode_reference(reference_latents),
+            motion=model.encode_motion(motion_latents) if video and motion_latents is not None else None,
+            audio_tokens=audio,
+            speed_tokens=model.encode_speed(speed) if video and speed is not None else None,
+            face=model.encode_face(face_mask),
+            use_reference=keep_reference,
+            temporal=video,
+        )
+        return model.denoise(latents, timestep, cond)
+
+
+@torch.no_grad()
+def encode_batch(batch: dict[str, torch.Tensor], vae_encode, stage: Stage, config) -> dict[str, torch.Tensor]:
+    """A dataset batch -> clean latents and conditions. vae_encode: images (b, 3, H, W) [0,1] -> latents."""
+    frames = batch["frames"]
+    b, k = frames.shape[:2]
+    n = stage.motion_frames(config)
+    latents = rearrange(vae_encode(rearrange(frames, "b k c h w -> (b k) c h w")).float(),
+                        "(b k) c h w -> b k c h w", b=b)
+    out = {"target": latents[:, n:], "reference_latents": vae_encode(batch["reference"]).float(),
+           "face_mask": batch["face_mask"], "motion_latents": latents[:, :n] if n else None,
+           "audio_windows": None, "speed": None}
+    if stage.audio:
+        out["audio_windows"] = target_audio_windows(batch["audio_features"], config.audio_window, n)
+    if stage.speed:
+        out["speed"] = batch["speed"][:, n:]
+    return out
+
+
+def diffusion_loss(denoiser: nn.Module, noise_scheduler, inputs: dict[str, torch.Tensor],
+                   randomness: dict[str, torch.Tensor], drop_reference: float = 0.0,
+                   drop_audio: float = 0.0) -> torch.Tensor:
+    """MSE between the true noise and the denoiser's prediction at the sample's random timestep."""
+    target = inputs["target"]
+    device = target.device
+    noise = randomness["noise"].to(device, target.dtype)
+    timesteps = randomness["timesteps"].to(device)
+    noisy = noise_scheduler.add_noise(target, noise, timesteps)
+    u = randomness["uniform"].to(device)
+    prediction = denoiser(
+        noisy, timesteps, inputs["reference_latents"], inputs["face_mask"],
+        audio_windows=inputs["audio_windows"], speed=inputs["speed"], motion_latents=inputs["motion_latents"],
+        keep_reference=u[:, 0] >= drop_reference if drop_reference > 0 else None,
+        keep_audio=u[:, 1] >= drop_audio if drop_audio > 0 and inputs["audio_windows"] is not None else None,
+    )
+    return F.mse_loss(prediction.float(), noise.float())
+
+
+def enable_gradient_checkpointing(model: EMOModel) -> None:
+    """Checkpoint both UNets' blocks (diffusers' own switch) with a function that re-enters the model's
+    per-call state (reference features, clip condition) when a block is recomputed during backward."""
+
+    @contextmanager
+    def state(snapshot):
+        bank = model.bank
+        saved = (model._condition, model._frames, bank.reference, bank.frames, bank.use_reference)
+        (model._condition, model._frames, bank.reference, bank.frames, bank.use_reference) = snapshot
+        try:
+            yield
+        finally:
+            (model._condition, model._frames, bank.reference, bank.frames, bank.use_reference) = saved
+
+    def checkpoint_with_state(module, *args):
+        bank = model.bank
+        snapshot = (model._condition, model._frames, bank.reference, bank.frames, bank.use_reference)
+
+        def run(*inputs):
+            with state(snapshot):
+                return module(*inputs)
+
+        return checkpoint(run, *args, use_reentrant=False)
+
+    for unet in (model.backbone, model.reference_net):
+        unet.enable_gradient_checkpointing(checkpoint_with_state)
