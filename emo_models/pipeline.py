@@ -181,7 +181,7 @@ class EMOPipeline:
         generator = torch.Generator("cpu").manual_seed(int(seed))
         face = None if face_mask is None else model.encode_face(face_mask.to(device, dtype)).expand(v, -1, -1, -1)
         use_reference = torch.tensor([b != "uncond" for b in branches], device=device)
-        features = {k: x.expand(v, -1, -1) for k, x in reference.features.items()}
+        features = {k: x.to(device, dtype).expand(v, -1, -1) for k, x in reference.features.items()}
         previous = None if motion_latents is None else motion_latents.to(device, dtype)
         out, done = [], 0
         for clip in range(clips):

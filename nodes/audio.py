@@ -1,0 +1,73 @@
+"""Audio Features and Audio Frame Info: speech or singing in, per-frame wav2vec2 features and frame counts out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from . import comfy_bridge
+from .boundary import audio_to_waveform
+
+FPS = ("FLOAT", {"default": 25.0, "min": 1.0, "max": 120.0, "step": 1.0,
+                 "tooltip": "Video frame rate; give CreateVideo the same (connect the fps output)."})
+SECONDS = {"min": 0.0, "max": 86400.0, "step": 0.01}
+
+
+class AudioFeatures:
+    """EMO_AUDIO: wav2vec2 features of an audio span at the video frame rate, plus that span as AUDIO."""
+
+    CATEGORY = "EMO"
+    RETURN_TYPES = ("EMO_AUDIO", "AUDIO", "INT", "FLOAT")
+    RETURN_NAMES = ("emo_audio", "audio", "frames", "fps")
+    OUTPUT_TOOLTIPS = ("Audio features for EMO Sampler.", "The chosen span, for CreateVideo.",
+                       "Video frames this span gives: round(seconds x fps).", "The frame rate, for CreateVideo.")
+    FUNCTION = "encode"
+    DESCRIPTION = __doc__
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "emo_model": ("EMO_MODEL",),
+            "audio": ("AUDIO", {"tooltip": "Speech or singing at any sample rate; channels are averaged."}),
+            "fps": FPS,
+            "start": ("FLOAT", {**SECONDS, "default": 0.0, "tooltip": "Start of the span, in seconds."}),
+            "duration": ("FLOAT", {**SECONDS, "default": 0.0, "tooltip": "Length of the span in seconds; "
+                         "0 = to the end."}),
+        }}
+
+    def encode(self, emo_model, audio, fps, start, duration):
+        from emo_models.media import prepare_waveform, trim_audio
+
+        waveform, rate = audio_to_waveform(audio, "audio")
+        if not fps > 0:
+            raise ValueError(f"fps: {fps}; give a positive frame rate (25 or 30 typical)")
+        span = trim_audio(waveform, rate, start, duration)
+        label = f"audio ({start:g} s + {'rest' if duration == 0 else f'{duration:g} s'})"
+        pipeline = emo_model.loaded()
+        target = pipeline.config.audio_sample_rate
+        wave = prepare_waveform(span, rate, target, name=label)
+        encoding = pipeline.encode_audio(wave, fps)
+        encoding = dataclasses.replace(encoding, windows=encoding.windows.to(comfy_bridge.intermediate_device()))
+        return encoding, {"waveform": span, "sample_rate": rate}, encoding.frames, float(fps)
+
+
+class AudioFrameInfo:
+    """Frames and seconds of an AUDIO at a frame rate, so CreateVideo and the sampler agree."""
+
+    CATEGORY = "EMO"
+    RETURN_TYPES = ("INT", "FLOAT", "FLOAT")
+    RETURN_NAMES = ("frames", "seconds", "fps")
+    FUNCTION = "measure"
+    DESCRIPTION = __doc__
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"audio": ("AUDIO",), "fps": FPS}}
+
+    def measure(self, audio, fps):
+        from emo_models.media import frame_count
+
+        waveform, rate = audio_to_waveform(audio, "audio", silence_ok=True)
+        if not fps > 0:
+            raise ValueError(f"fps: {fps}; give a positive frame rate (25 or 30 typical)")
+        samples = int(waveform.shape[-1])
+        return frame_count(samples, rate, fps), samples / rate, float(fps)

@@ -1,0 +1,122 @@
+"""The values behind the pack's custom types: small frozen objects, never dicts.
+
+EMO_MODEL -> :class:`EMOModelHandle`; EMO_REFERENCE -> :class:`EncodedReference`; EMO_AUDIO ->
+``emo_models.pipeline.AudioEncoding``; EMO_SPEED -> :class:`SpeedSchedule`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from . import comfy_bridge
+
+if TYPE_CHECKING:
+    from emo_models.pipeline import EMOPipeline, ReferenceEncoding
+
+
+@dataclass(frozen=True, eq=False)
+class EMOModelHandle:
+    """EMO_MODEL: a pipeline, the ModelPatcher ComfyUI moves it with, and where it came from."""
+
+    pipeline: EMOPipeline
+    patcher: object
+    source: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels the model generates."""
+        return int(self.pipeline.config.width), int(self.pipeline.config.height)
+
+    def loaded(self) -> EMOPipeline:
+        """The pipeline, after ComfyUI moved it onto its torch device (evicting others if needed)."""
+        comfy_bridge.load_models([self.patcher])
+        return self.pipeline
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedReference:
+    """EMO_REFERENCE: the encoded portrait and how it was fitted from the input image.
+
+    source_size: (H, W) of that image; mode/box: the ``fit_image`` arguments used, so a face mask
+    drawn on the same image is fitted the same way.
+    """
+
+    encoding: ReferenceEncoding
+    source_size: tuple[int, int]
+    mode: str
+    box: tuple[float, float, float, float] | None = None
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> EncodedReference:
+        """A copy with the encoding's tensors on ``device``/``dtype``."""
+        e = self.encoding
+        moved = dataclasses.replace(e, latent=e.latent.to(device, dtype), image=e.image.to(device, torch.float32),
+                                    features={k: v.to(device, dtype) for k, v in e.features.items()})
+        return dataclasses.replace(self, encoding=moved)
+
+    def fit_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Face mask (B, 1, h, w) on the input image -> (1, 1, H, W) on the model's frame (union over B)."""
+        from emo_models.media import fit_image
+
+        height, width = self.encoding.image.shape[-2:]
+        union = mask.amax(dim=0, keepdim=True)
+        if tuple(union.shape[-2:]) == (height, width) and tuple(union.shape[-2:]) != self.source_size:
+            return union  # already drawn on the fitted frame
+        if tuple(union.shape[-2:]) != self.source_size:
+            union = torch.nn.functional.interpolate(union, size=self.source_size, mode="bilinear")
+        # fit the complement with white padding, so padded borders come out as 0 (no face there)
+        fitted = fit_image((1 - union).expand(-1, 3, -1, -1), width, height, mode=self.mode, box=self.box,
+                           fill="white")
+        return (1 - fitted[:, :1]).clamp(0, 1)
+
+
+_KEYFRAME = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*:\s*([-+0-9.eE]+)\s*$")
+
+
+@dataclass(frozen=True)
+class SpeedSchedule:
+    """EMO_SPEED: head-motion speed in degrees/frame, one value or keyframes (frame, speed).
+
+    Between keyframes the speed is interpolated linearly; before the first and after the last it holds.
+    """
+
+    constant: float = 0.5
+    keyframes: tuple[tuple[float, float], ...] = ()
+
+    def per_frame(self, frames: int) -> np.ndarray:
+        """(frames,) float32 speeds for a video of ``frames`` frames."""
+        if not self.keyframes:
+            return np.full(frames, self.constant, np.float32)
+        at, value = np.array(self.keyframes, np.float32).T
+        return np.interp(np.arange(frames, dtype=np.float32), at, value).astype(np.float32)
+
+    @classmethod
+    def parse(cls, speed: float, schedule: str = "") -> SpeedSchedule:
+        """``schedule``: "" (use ``speed``), per-frame values "0.4, 0.6, 0.8", or keyframes "0:0.3, 48:1.0"."""
+        if not speed >= 0:
+            raise ValueError(f"speed: {speed}; give a non-negative speed in degrees/frame (0.1-1.3 typical)")
+        items = [item for item in re.split(r"[,;\n]+", schedule or "") if item.strip()]
+        if not items:
+            return cls(float(speed))
+        keyed = [_KEYFRAME.match(item) for item in items]
+        try:
+            if all(keyed):
+                keyframes = sorted((float(m.group(1)), float(m.group(2))) for m in keyed)
+            elif not any(":" in item for item in items):
+                keyframes = [(float(i), float(item)) for i, item in enumerate(items)]
+            else:
+                raise ValueError("mixed")
+        except ValueError:
+            raise ValueError(f"schedule: {schedule!r} is neither comma-separated speeds ('0.4, 0.6, 0.8') nor "
+                             "keyframes ('0:0.3, 48:1.0'); use one form throughout") from None
+        frames = [at for at, _ in keyframes]
+        if len(set(frames)) != len(frames):
+            raise ValueError(f"schedule: frame numbers repeat in {schedule!r}; give each keyframe once")
+        if any(not v >= 0 or not np.isfinite(v) for _, v in keyframes):
+            raise ValueError(f"schedule: {schedule!r} has a negative or invalid speed; speeds are degrees/frame >= 0")
+        return cls(float(speed), tuple(keyframes))
