@@ -62,5 +62,8 @@ def register(subparsers) -> None:
     t.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
     t.add_argument("--drop-reference", type=float, default=0.05, help="reference dropout for guidance")
     t.add_argument("--drop-audio", type=float, default=0.05, help="audio dropout for guidance (stages 2, 3)")
+    t.add_argument("--face-weight", type=float, default=1.0, help="loss weight inside the face box (1: plain MSE)")
+    t.add_argument("--lip-weight", type=float, default=1.0,
+                   help="loss weight over the lip region, the lower middle of the face box (1: plain MSE)")
     t.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is present")
     t.set_defaults(func=run_train)

@@ -110,7 +110,7 @@ class ClipDataset(Dataset):
             "reference": to_tensor(frames[ref_index:ref_index + 1])[0],
             "frames": to_tensor(frames[start:end]),
             "audio_features": torch.from_numpy(np.asarray(features[rows], dtype=np.float32)),
-            "speed": torch.from_numpy(np.asarray(self._load(clip, "speed")[start:end], dtype=np.float32)),
+            "speed": torch.from_numpy(np.array(self._load(clip, "speed")[start:end], dtype=np.float32)),
             "face_mask": mask,
         }
 

@@ -64,6 +64,8 @@ class TrainOptions:
     num_workers: int = 0
     drop_reference: float = 0.05  # per-sample condition dropout, for classifier-free guidance
     drop_audio: float = 0.05
+    face_weight: float = 1.0  # loss weight inside the face box (1: the paper's plain MSE)
+    lip_weight: float = 1.0  # loss weight over the lip region, the lower middle of the face box
     cpu: bool = False
     progress_bar: bool = True
     on_step: Callable[[int, float], None] | None = field(default=None, repr=False)  # (step, loss), every process
@@ -212,7 +214,7 @@ def _run(accelerator, stage, data: Path, init, out: Path, opts: TrainOptions) ->
         randomness = sample_randomness(opts.seed, step, sampler.positions(step), tuple(inputs["target"].shape[1:]),
                                        noise_scheduler.config.num_train_timesteps)
         loss = diffusion_loss(denoiser, noise_scheduler, inputs, randomness, opts.drop_reference,
-                              opts.drop_audio if stage.audio else 0.0)
+                              opts.drop_audio if stage.audio else 0.0, opts.face_weight, opts.lip_weight)
         accelerator.backward(loss)
         if opts.max_grad_norm and accelerator.sync_gradients:
             accelerator.clip_grad_norm_(trained, opts.max_grad_norm)

@@ -8,7 +8,8 @@
 - :class:`StageDenoiser`: the module DDP wraps; ``EMOModel``'s training forward plus per-video condition
   dropout for classifier-free guidance (no reference = self-attention only, no audio = zero tokens,
   exactly the pipeline's unconditional branches).
-- :func:`diffusion_loss`: epsilon-prediction MSE at random timesteps of the config's DDPM schedule.
+- :func:`diffusion_loss`: MSE at random timesteps of the config's DDPM schedule, against the target its
+  ``prediction_type`` names (epsilon as SD-1.5; v_prediction or sample for models trained from scratch).
 """
 
 from __future__ import annotations
@@ -128,10 +129,52 @@ def encode_batch(batch: dict[str, torch.Tensor], vae_encode, stage: Stage, confi
     return out
 
 
+LIP_REGION = ((0.25, 0.75), (0.6, 0.95))  # (x, y) fractions of a face box holding the lips
+
+
+def mask_boxes(face_mask: torch.Tensor) -> torch.Tensor:
+    """face_mask (v, 1, H, W) -> each mask's bounding box (v, 4) as pixel edges x0, y0, x1, y1
+    (the whole image where a mask is empty)."""
+    v, _, height, width = face_mask.shape
+    boxes = torch.tensor([[0.0, 0.0, width, height]]).repeat(v, 1)
+    for i, mask in enumerate(face_mask[:, 0] > 0.5):
+        rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
+        if len(rows):
+            boxes[i] = torch.tensor([cols[0].item(), rows[0].item(), cols[-1].item() + 1, rows[-1].item() + 1])
+    return boxes
+
+
+def region_weights(boxes: torch.Tensor, height: int, width: int, face: float, lip: float) -> torch.Tensor:
+    """Per-pixel loss weights (v, 1, height, width): 1 outside the face box (v, 4) x0, y0, x1, y1, ``face``
+    inside it and ``lip`` over its :data:`LIP_REGION`, so the lips, a few pixels of the frame, get weight."""
+    ys = torch.arange(height, dtype=torch.float32)[:, None] + 0.5
+    xs = torch.arange(width, dtype=torch.float32)[None, :] + 0.5
+    weights = torch.ones(len(boxes), 1, height, width)
+    (lx0, lx1), (ly0, ly1) = LIP_REGION
+    for w, (x0, y0, x1, y1) in zip(weights, boxes.float().cpu().tolist()):
+        bw, bh = x1 - x0, y1 - y0
+        inside = lambda a0, a1, b0, b1: (xs >= a0) & (xs < a1) & (ys >= b0) & (ys < b1)  # noqa: E731
+        w[0][inside(x0, x1, y0, y1)] = face
+        w[0][inside(x0 + lx0 * bw, x0 + lx1 * bw, y0 + ly0 * bh, y0 + ly1 * bh)] = lip
+    return weights
+
+
+def latent_loss_weights(face_mask: torch.Tensor, latent_size: tuple[int, int], face: float,
+                        lip: float) -> torch.Tensor | None:
+    """:func:`region_weights` of the face masks (v, 1, H, W), area-averaged to the latents' (h, w):
+    (v, 1, 1, h, w), or None when both weights are 1 (plain MSE)."""
+    if face == 1.0 and lip == 1.0:
+        return None
+    pixels = region_weights(mask_boxes(face_mask.cpu()), *face_mask.shape[-2:], face, lip)
+    return F.adaptive_avg_pool2d(pixels, latent_size)[:, None].to(face_mask.device)
+
+
 def diffusion_loss(denoiser: nn.Module, noise_scheduler, inputs: dict[str, torch.Tensor],
                    randomness: dict[str, torch.Tensor], drop_reference: float = 0.0,
-                   drop_audio: float = 0.0) -> torch.Tensor:
-    """MSE between the true noise and the denoiser's prediction at the sample's random timestep."""
+                   drop_audio: float = 0.0, face_weight: float = 1.0, lip_weight: float = 1.0) -> torch.Tensor:
+    """MSE between the denoiser's prediction and the schedule's target (noise, velocity or clean latents)
+    at the sample's random timestep, weighted ``face_weight`` inside the face box and ``lip_weight``
+    over its lip region (1, 1: plain MSE, as the paper)."""
     target = inputs["target"]
     device = target.device
     noise = randomness["noise"].to(device, target.dtype)
@@ -144,7 +187,23 @@ def diffusion_loss(denoiser: nn.Module, noise_scheduler, inputs: dict[str, torch
         keep_reference=u[:, 0] >= drop_reference if drop_reference > 0 else None,
         keep_audio=u[:, 1] >= drop_audio if drop_audio > 0 and inputs["audio_windows"] is not None else None,
     )
-    return F.mse_loss(prediction.float(), noise.float())
+    error = (prediction.float() - prediction_target(noise_scheduler, target, noise, timesteps).float()).square()
+    weights = latent_loss_weights(inputs["face_mask"], tuple(target.shape[-2:]), face_weight, lip_weight)
+    return error.mean() if weights is None else (error * weights).mean() / weights.mean()
+
+
+def prediction_target(noise_scheduler, latents: torch.Tensor, noise: torch.Tensor,
+                      timesteps: torch.Tensor) -> torch.Tensor:
+    """What the denoiser learns to output for clean ``latents`` (b, f, c, h, w) noised with ``noise`` at
+    ``timesteps`` (b,): the noise (epsilon), the velocity (v_prediction) or the latents (sample)."""
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return noise_scheduler.get_velocity(latents, noise, timesteps)
+    if kind == "sample":
+        return latents
+    raise ValueError(f"scheduler prediction_type {kind!r}: expected epsilon, v_prediction or sample")
 
 
 def enable_gradient_checkpointing(model: EMOModel) -> None:
