@@ -198,3 +198,20 @@ def test_missing_videos_folder_is_an_error_naming_it(tmp_path):
         prepare_videos(tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(ValueError, match="no .mp4"):
         prepare_videos(tmp_path, tmp_path / "out")
+
+
+def test_prepared_dataset_feeds_training(prepared, encoder, tmp_path):
+    """prepare's output (drawn faces and real photos with speech) trains stage 2 for a step as it is."""
+    from emo_models.loading import save_pipeline
+    from emo_models.training.train import train
+
+    from .conftest import build_tiny_pipeline
+
+    _, out, _, _ = prepared
+    pipeline = build_tiny_pipeline()
+    pipeline.audio_encoder.load_state_dict(encoder.state_dict())  # the encoder that made the cached features
+    save_pipeline(pipeline, tmp_path / "init")
+    result = train(2, out, tmp_path / "init", tmp_path / "stage2", steps=2, batch_size=2, save_every=0,
+                   progress_bar=False, cpu=True)
+    assert result.steps == 2 and all(np.isfinite(loss) for loss in result.losses.values())
+    assert (result.checkpoint / "config.json").is_file()
