@@ -210,6 +210,7 @@ def demo_config() -> EMOConfig:
     64x64 pixels, a 3-level VAE (4x: 16x16x4 latents), two-level UNets (64, 128), a small random-init
     wav2vec2 (frozen: its conv features still carry the speech envelope), f=8 new + n=2 motion frames.
     The VAE's ``scaling_factor`` is replaced by the measured one when its autoencoder is trained.
+    v-prediction: trained from scratch, it learns to rebuild the reference far sooner than epsilon.
     """
     return EMOConfig(
         name="demo",
@@ -229,11 +230,11 @@ def demo_config() -> EMOConfig:
             in_channels=3,
             out_channels=3,
             latent_channels=4,
-            block_out_channels=(32, 64, 64),
+            block_out_channels=(16, 32, 64),
             down_block_types=("DownEncoderBlock2D",) * 3,
             up_block_types=("UpDecoderBlock2D",) * 3,
             layers_per_block=1,
-            norm_num_groups=16,
+            norm_num_groups=8,
             sample_size=64,
             scaling_factor=1.0,
         ),
@@ -262,6 +263,7 @@ def demo_config() -> EMOConfig:
         speed_tokens=2,
         speed_dim=64,
         face_locator_channels=(16, 32, 64),
+        scheduler=dict(SD15_SCHEDULER, prediction_type="v_prediction"),
     )
 
 
