@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emo_models.demo import DEFAULT_CFG_AUDIO, DEFAULT_STEPS, DEMO_MODEL, animate, load_demo_pipeline  # noqa: E402
-from emo_models.training.demo_data import held_out_clip  # noqa: E402
-from emo_models.training.synthetic import (  # noqa: E402
+from emo_models.demo.data import held_out_clip  # noqa: E402
+from emo_models.demo.synthetic import (  # noqa: E402
     face_colours,
     identity_error,
     measure_head_motion,

@@ -10,7 +10,7 @@ Points are re-seeded when too few survive. Angles are smoothed over time (median
 
 Accuracy, honestly: the angles are *relative to the first frame* (taken as frontal) and drift slowly
 (a few degrees over a few seconds), so absolute yaw/pitch/roll are rough; frame-to-frame rotation, and
-so the speed, is what this is for. On the procedural clips of :mod:`.training.synthetic` (256 px,
+so the speed, is what this is for. On the procedural clips of :mod:`.demo.synthetic` (256 px,
 4 s, 5 identities at each mean speed 0.2 / 0.7 / 1.3 degrees/frame) the measured speed correlates
 with ground truth at r = 0.87 per clip on average (0.54 worst), the yaw track at r > 0.99, and the
 clip means come out 0.26 / 0.82 / 1.38: slow heads read a little fast (tracking noise). A still

@@ -11,8 +11,8 @@ import torch
 
 from emo_models.cli import main
 from emo_models.demo import DEMO_AUDIO, DEMO_MODEL, DEMO_PORTRAIT
+from emo_models.demo.data import HELD_OUT_BASE, held_out_seed, train_seed
 from emo_models.media import load_audio, probe_video
-from emo_models.training.demo_data import HELD_OUT_BASE, held_out_seed, train_seed
 
 bundled = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file(), reason="no bundled demo model in assets/")
 
@@ -64,7 +64,7 @@ def test_held_out_seeds_never_overlap_training_seeds():
 def test_train_demo_runs_every_phase_on_a_tiny_budget(tmp_path):
     """data -> autoencoder -> init -> stages 1, 2, 3 -> fp16 export that the demo loads (a few steps each)."""
     from emo_models.demo import load_demo_pipeline
-    from emo_models.training.demo_recipe import DemoRecipe, train_demo
+    from emo_models.demo.recipe import DemoRecipe, train_demo
 
     recipe = DemoRecipe(minutes=0.05, clips=2, seconds=1.0, ae_batch=4, stage_batch=(2, 1, 1))
     run = train_demo(tmp_path / "run", seed=1, recipe=recipe, export=tmp_path / "assets" / "demo_model",

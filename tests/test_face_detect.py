@@ -10,6 +10,7 @@ import torch
 from skimage import data
 
 from emo_models import face_detect
+from emo_models.demo.synthetic import generate_clip
 from emo_models.face_detect import (
     detect_face_box,
     detect_face_boxes,
@@ -19,7 +20,6 @@ from emo_models.face_detect import (
     union_box,
 )
 from emo_models.head_pose import head_poses, rotation_speed
-from emo_models.training.synthetic import generate_clip
 
 
 def _inside(box, outer, slack: float = 0.0) -> bool:

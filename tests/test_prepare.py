@@ -15,10 +15,10 @@ from skimage import data
 
 from emo_models.audio import build_wav2vec2
 from emo_models.config import tiny_config
+from emo_models.demo.synthetic import generate_clip, synthesize_speech, write_clip_video
 from emo_models.media import load_audio, write_video
 from emo_models.training.dataset import ClipDataset, read_index
 from emo_models.training.prepare import prepare_videos, register, write_face_sidecar
-from emo_models.training.synthetic import generate_clip, synthesize_speech, write_clip_video
 
 FPS, SIZE, SR = 25.0, 64, 16000
 ESPEAK = shutil.which("espeak-ng")

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emo_models.training import synthetic_audio
-from emo_models.training.synthetic import (
+from emo_models.demo import synthetic_audio
+from emo_models.demo.synthetic import (
     espeak_speech,
     face_colours,
     generate_clip,

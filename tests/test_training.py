@@ -16,10 +16,10 @@ from safetensors.torch import load_file
 
 from emo_models.audio import audio_features, audio_windows
 from emo_models.cli import main as cli_main
+from emo_models.demo.synthetic import generate_clip
 from emo_models.loading import save_pipeline
 from emo_models.training.dataset import write_audio_features, write_clip, write_index
 from emo_models.training.stages import get_stage, group_of, mark_trainable
-from emo_models.training.synthetic import generate_clip
 from emo_models.training.train import train
 from emo_models.training.train_batch import (
     StageDenoiser,

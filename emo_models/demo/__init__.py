@@ -4,7 +4,7 @@ With no arguments it reads the bundled sample (``assets/demo_portrait.png``, ``a
 a procedural face and voice held out of training) and writes ``out/demo.mp4`` with the audio muxed in.
 ``--image``/``--audio`` take your own files; the demo model only knows drawn faces, so a photo is
 fitted to 64x64 and comes out as the closest drawn face it can make. ``train-demo`` (registered here
-too, see :mod:`.training.demo_recipe`) retrains the bundled checkpoint with one command.
+too, see :mod:`.recipe`) retrains the bundled checkpoint with one command.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEMO_MODEL = ASSETS / "demo_model"
 DEMO_PORTRAIT = ASSETS / "demo_portrait.png"
 DEMO_AUDIO = ASSETS / "demo_audio.wav"
@@ -27,7 +27,7 @@ DEFAULT_CFG_AUDIO = 2.0
 def face_mask_for(pipeline, box: tuple[float, float, float, float] | None = None) -> torch.Tensor:
     """The face-locator mask (1, 1, H, W) of ``box`` (pixels at the model's size); default: the demo
     checkpoint's typical face region (``face_box`` in its metadata), else :data:`DEFAULT_FACE_BOX`."""
-    from .face_locator import box_mask
+    from ..face_locator import box_mask
 
     cfg = pipeline.config
     box = box or getattr(pipeline, "demo_face_box", None) or DEFAULT_FACE_BOX
@@ -36,8 +36,8 @@ def face_mask_for(pipeline, box: tuple[float, float, float, float] | None = None
 
 def load_demo_pipeline(checkpoint: str | Path = DEMO_MODEL):
     """The demo checkpoint as an fp32 CPU pipeline (fp16 files are widened); ``demo_face_box`` attached."""
-    from .loading import load_pipeline
-    from .weights.native import read_metadata
+    from ..loading import load_pipeline
+    from ..weights.native import read_metadata
 
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
@@ -58,7 +58,7 @@ def animate(pipeline, image: torch.Tensor, wave: np.ndarray, *, steps: int = DEF
     The first clip's motion frames are the reference itself (n copies of its latent), as in training
     every clip follows real frames of the same face; later clips follow the generated ones.
     """
-    from .pipeline import Guidance
+    from ..pipeline import Guidance
 
     reference = pipeline.encode_reference(image)
     audio = pipeline.encode_audio(wave)
@@ -75,7 +75,7 @@ def run_demo(args) -> int:
     """Portrait + audio -> mp4 (upscaled for viewing) with the audio, using the bundled demo model."""
     from tqdm import tqdm
 
-    from .media import fit_image, load_audio, load_image, prepare_waveform, write_video
+    from ..media import fit_image, load_audio, load_image, prepare_waveform, write_video
 
     started = time.time()
     torch.manual_seed(args.seed)
@@ -118,6 +118,6 @@ def register(subparsers) -> None:
     d.add_argument("--checkpoint", default=str(DEMO_MODEL), help="demo checkpoint folder")
     d.set_defaults(func=run_demo)
 
-    from .training.demo_recipe import register as register_recipe
+    from .recipe import register as register_recipe
 
     register_recipe(subparsers)

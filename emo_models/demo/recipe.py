@@ -1,6 +1,6 @@
 """``python -m emo_models train-demo``: the bundled demo model from nothing, in one command.
 
-data (procedural talking faces, :mod:`.demo_data`) -> autoencoder (:mod:`.autoencoder`) -> init
+data (procedural talking faces, :mod:`.data`) -> autoencoder (:mod:`.autoencoder`) -> init
 checkpoint -> stage 1 (images) -> stage 2 (video + audio) -> stage 3 (speed), each stage through
 :func:`.train.train` exactly as ``python -m emo_models train`` runs it, then the last checkpoint is
 exported (fp16 model and VAE, fp32 wav2vec2) to ``assets/demo_model``.
@@ -104,19 +104,19 @@ def export_demo_checkpoint(checkpoint: Path, folder: Path, metadata: dict) -> Pa
 
 
 def write_demo_sample(assets: Path, seconds: float = 4.0) -> dict:
-    """The bundled sample: held-out clip :data:`.demo_data.SAMPLE_INDEX`'s first frame (PNG, 64x64) and
+    """The bundled sample: held-out clip :data:`.data.SAMPLE_INDEX`'s first frame (PNG, 64x64) and
     its voice (16 kHz WAV); returns their description (seed, face box)."""
     import soundfile as sf
     from PIL import Image
 
-    from .demo_data import SAMPLE_INDEX, held_out_clip, held_out_seed
+    from .data import SAMPLE_INDEX, held_out_clip, held_out_seed
 
     clip = held_out_clip(SAMPLE_INDEX, seconds=seconds)
     assets.mkdir(parents=True, exist_ok=True)
     Image.fromarray(clip.frames[0]).save(assets / "demo_portrait.png")
     sf.write(assets / "demo_audio.wav", clip.audio, clip.sample_rate, subtype="PCM_16")
     info = {"seed": held_out_seed(SAMPLE_INDEX), "seconds": seconds, "face_box": list(clip.face_box),
-            "source": "emo_models.training.demo_data.held_out_clip(SAMPLE_INDEX), never seen in training"}
+            "source": "emo_models.demo.data.held_out_clip(SAMPLE_INDEX), never seen in training"}
     (assets / "demo_sample.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
 
@@ -126,11 +126,11 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
     """Train the demo model under OUT (data/, init/, stage1-3/); export the result to ``export`` if given."""
     from ..config import demo_config
     from ..loading import build_pipeline, save_pipeline
+    from ..training.train import train
+    from ..training.train_batch import region_weights
+    from ..training.train_checkpoint import latest_checkpoint
     from .autoencoder import mouth_fidelity, train_autoencoder
-    from .demo_data import dataset_frames, held_out_clip, write_demo_dataset
-    from .train import train
-    from .train_batch import region_weights
-    from .train_checkpoint import latest_checkpoint
+    from .data import dataset_frames, held_out_clip, write_demo_dataset
 
     out, run = Path(out), DemoRun()
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
 
 def run_train_demo(args) -> int:
     """The ``train-demo`` command."""
-    from ..demo import DEMO_MODEL
+    from . import DEMO_MODEL
 
     recipe = DemoRecipe(minutes=args.minutes, threads=args.threads)
     export = None if args.no_export else Path(args.export or DEMO_MODEL)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..audio import audio_features
-from .dataset import write_clip, write_index
+from ..training.dataset import write_clip, write_index
 from .synthetic import TalkingClip, generate_clip
 
 TRAIN_STRIDE = 100_000  # training seeds of run seed s: s*TRAIN_STRIDE ... s*TRAIN_STRIDE + count - 1
@@ -80,7 +80,7 @@ def write_demo_dataset(root: str | Path, audio_encoder: torch.nn.Module, count: 
             ids.append(clip_id)
             if on_clip is not None:
                 on_clip(i + 1, count)
-    write_index(partial, fps, size, ids, source="emo_models.training.demo_data", run_seed=run_seed,
+    write_index(partial, fps, size, ids, source="emo_models.demo.data", run_seed=run_seed,
                 seeds=[train_seed(i, run_seed) for i in range(count)])
     if root.exists():
         shutil.rmtree(root)
