@@ -26,8 +26,10 @@ HAVE_COMFY = _folder_paths is not None
 log = logging.getLogger("emo-comfy")
 
 WEIGHT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
-OUR_FOLDERS = ("emo", "animatediff_models", "audio_encoders")  # created when ComfyUI lacks them
-STUB_FOLDERS = ("emo", "checkpoints", "diffusers", "vae", "animatediff_models", "audio_encoders")
+OUR_FOLDERS = ("emo", "animatediff_models", "audio_encoders", "face_analysis")  # created when ComfyUI lacks them
+STUB_FOLDERS = ("emo", "checkpoints", "diffusers", "vae", "animatediff_models", "audio_encoders", "face_analysis")
+# Folders whose files are not torch/safetensors weights: the face-analysis .onnx and MediaPipe .task files.
+FOLDER_EXTENSIONS = {"face_analysis": {".onnx", ".task"}}
 
 # ---- model folders -------------------------------------------------------------------------------
 _stub_folders: dict[str, list[str]] = {}
@@ -38,7 +40,8 @@ def _stub_models_dir() -> str:
 
 
 def register_model_folders() -> None:
-    """Add ``models/emo`` and ``models/animatediff_models`` (and ``audio_encoders`` on old cores).
+    """Add ``models/emo``, ``models/animatediff_models``, ``models/face_analysis`` (and ``audio_encoders``
+    on old cores).
 
     A name ComfyUI already knows (core, or an extra_model_paths.yaml entry) keeps its folders first;
     ours is appended and weight extensions are added to its filter, never replacing the entry.
@@ -50,14 +53,15 @@ def register_model_folders() -> None:
     table = _folder_paths.folder_names_and_paths
     for name in OUR_FOLDERS:
         default = os.path.join(_folder_paths.models_dir, name)
+        ours = FOLDER_EXTENSIONS.get(name, WEIGHT_EXTENSIONS)
         if name in table:
             paths, extensions = table[name]
             if default not in paths:
                 paths.append(default)
-            table[name] = (paths, set(extensions) | WEIGHT_EXTENSIONS)  # a new set: never mutate core's
+            table[name] = (paths, set(extensions) | ours)  # a new set: never mutate core's
         else:
             _folder_paths.add_model_folder_path(name, default)
-            table[name] = (table[name][0], set(WEIGHT_EXTENSIONS))
+            table[name] = (table[name][0], set(ours))
 
 
 def add_model_folder(name: str, path: str) -> None:
@@ -92,7 +96,7 @@ def model_files(name: str) -> list[str]:
     for root in model_roots(name):
         for folder, _dirs, files in os.walk(root, followlinks=True):
             for file in files:
-                if os.path.splitext(file)[1].lower() in WEIGHT_EXTENSIONS:
+                if os.path.splitext(file)[1].lower() in FOLDER_EXTENSIONS.get(name, WEIGHT_EXTENSIONS):
                     found.add(os.path.relpath(os.path.join(folder, file), root).replace(os.sep, "/"))
     return sorted(found)
 

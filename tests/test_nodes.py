@@ -209,6 +209,18 @@ def test_model_folders_extend_existing_entries_without_replacing_them(monkeypatc
     assert table["emo"][0] == [FolderPaths.yaml_dir, str(tmp_path / "emo")]
     assert table["animatediff_models"][0] == [str(tmp_path / "animatediff_models")]
     assert ".safetensors" in table["animatediff_models"][1] and table["vae"][1] == {".pt"}
+    assert table["face_analysis"] == ([str(tmp_path / "face_analysis")], {".onnx", ".task"})
+
+
+def test_face_analysis_files_are_found_in_the_registered_folder(models_dir):
+    from emo_models.face_analysis import find_face_analysis_files
+    from tests.face_analysis_files import write_arcface, write_scrfd
+
+    write_scrfd(models_dir / "face_analysis" / "scrfd_10g_bnkps.onnx")
+    write_arcface(models_dir / "face_analysis" / "glintr100.onnx")
+    assert bridge().model_files("face_analysis") == ["glintr100.onnx", "scrfd_10g_bnkps.onnx"]
+    files = find_face_analysis_files(bridge().model_roots("face_analysis"))
+    assert files.detector == models_dir / "face_analysis" / "scrfd_10g_bnkps.onnx"
 
 
 # ---- the chain -----------------------------------------------------------------------------------
