@@ -62,8 +62,9 @@ def _cv2():
     return cv2
 
 
-def open_session(path: Path, role: str, providers: list[str] | None = None):
-    """An onnxruntime session for ``path``; a file onnxruntime cannot read is refused, naming it."""
+def open_model(path: Path, role: str, providers: list[str] | None = None):
+    """(onnxruntime session, its inputs, its outputs) for ``path``; a file onnxruntime cannot read is
+    refused, naming it and the folder. ``providers`` default: CUDA when available, then CPU."""
     ort = _ort()
     if providers is None:
         available = ort.get_available_providers()
@@ -71,12 +72,13 @@ def open_session(path: Path, role: str, providers: list[str] | None = None):
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), options, providers=providers)
+        session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # onnxruntime raises its own classes for unreadable protobufs and graphs
         raise ValueError(
             f"face analysis: {path.name} in {path.parent} is not a readable ONNX model ({type(e).__name__}: "
             f"{str(e).strip()[:200]}); expected the {role}: place the original file there"
         ) from None
+    return session, session.get_inputs(), session.get_outputs()
 
 
 def _refuse(path: Path, role: str, found: str, expected: str):
@@ -153,8 +155,7 @@ class SCRFDDetector:
 
     def __init__(self, path: str | Path, providers: list[str] | None = None):
         self.path = Path(path)
-        self.session = open_session(self.path, self.role, providers)
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.session, inputs, outputs = open_model(self.path, self.role, providers)
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, "3"):
             raise _refuse(self.path, self.role, f"inputs {_describe(inputs)}", "one (1, 3, H, W) image input")
         if len(outputs) != 3 * len(STRIDES):
@@ -234,8 +235,7 @@ class ArcFaceRecognizer:
 
     def __init__(self, path: str | Path, providers: list[str] | None = None):
         self.path = Path(path)
-        self.session = open_session(self.path, self.role, providers)
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.session, inputs, outputs = open_model(self.path, self.role, providers)
         expected = f"one (N, 3, {ARCFACE_SIZE}, {ARCFACE_SIZE}) image input"
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [3, ARCFACE_SIZE, ARCFACE_SIZE]:
             raise _refuse(self.path, self.role, f"inputs {_describe(inputs)}", expected)
