@@ -11,7 +11,9 @@ neither the ``insightface`` package (a native build) nor its model downloads:
   with a higher-scored box, in InsightFace's +1-pixel box convention, suppresses).
 - **ArcFace** (``glintr100.onnx``): the 5 keypoints are mapped by the least-squares similarity transform
   (Umeyama) onto the ArcFace template in a 112x112 crop; the crop, ``(rgb - 127.5) / 127.5``, gives a
-  512-d embedding, returned as the network outputs it (not normalised).
+  512-d embedding, returned as the network outputs it (not normalised). InsightFace fits the transform
+  in float32 (scikit-image keeps the keypoints' dtype), we in float64: the matrices differ by ~1e-4 px,
+  enough to move some of OpenCV's 1/32-pixel sampling steps, so embeddings match to ~1e-3, not bitwise.
 
 Images here are (H, W, 3) uint8 RGB arrays; boxes (x0, y0, x1, y1) floats in pixels.
 """
