@@ -39,7 +39,8 @@ from .face_detect import _iou
 from .face_detect import _to_uint8 as to_rgb_uint8
 
 __all__ = [
-    "FaceAnalysis", "DetectedFace", "FaceInputs", "FaceLandmarks", "NoFaceError", "find_face_analysis_files",
+    "FaceAnalysis", "FaceAnalysisFiles", "DetectedFace", "FaceInputs", "FaceLandmarks", "NoFaceError",
+    "find_face_analysis_files",
     "DETECTOR_FILE", "RECOGNIZER_FILE", "LANDMARKER_FILE", "REGION_SOURCES",
 ]  # fmt: skip
 
