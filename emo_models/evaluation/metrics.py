@@ -11,8 +11,17 @@ import torch.nn.functional as F
 
 from .i3d import FVD_CLIP_FRAMES, FVD_INPUT_SIZE, InceptionI3d
 from .inception import FID_INPUT_SIZE, FIDInceptionV3
-from .syncnet import (CROP_SCALE, SYNC_CROP_SIZE, SYNC_FPS, VSHIFT, SyncNet, resample_frames, sync_crops,
-                      sync_embeddings, sync_scores)
+from .syncnet import (
+    CROP_SCALE,
+    SYNC_CROP_SIZE,
+    SYNC_FPS,
+    VSHIFT,
+    SyncNet,
+    resample_frames,
+    sync_crops,
+    sync_embeddings,
+    sync_scores,
+)
 from .videos import Video
 from .weights import load_metric_net
 
