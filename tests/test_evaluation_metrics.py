@@ -119,3 +119,25 @@ def test_sync_offset_is_found_for_video_shifted_by_known_frames(tmp_path, shift)
     assert scores["offset"] == shift
     assert scores["sync_d"] < 1.0  # only uint8 rounding separates picture and sound at the true offset
     assert scores["sync_c"] > 10.0
+
+
+def test_sync_crop_is_the_face_box_grown_by_crop_scale_and_shifted_to_the_mouth():
+    """run_pipeline.py's crop: half-size s = 25 px for a 50 px box centred at (75, 75) -> rows
+    75-s .. 75+1.8s, columns 75-1.4s .. 75+1.4s, BGR, resized to 224x224; grey 110 past the edges."""
+    import cv2
+
+    from emo_models.evaluation.syncnet import sync_crops
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, size=(15, 200, 200, 3), dtype=np.uint8)
+    boxes = [(50.0, 50.0, 100.0, 100.0)] * 15
+    boxes[7] = (0.0, 0.0, 200.0, 200.0)  # one wild detection: the 13-frame median filter ignores it
+    crops = sync_crops(frames, boxes)
+    assert crops.shape == (15, 224, 224, 3)
+    for i in (0, 7, 14):
+        expected = cv2.resize(np.ascontiguousarray(frames[i, 50:120, 40:110, ::-1]), (224, 224))
+        np.testing.assert_array_equal(crops[i], expected)
+    np.testing.assert_array_equal(sync_crops(frames[:3], boxes[:3])[1], cv2.resize(
+        np.ascontiguousarray(frames[1, 50:120, 40:110, ::-1]), (224, 224)))  # short clips too
+    corner = sync_crops(frames[:1], [(0.0, 0.0, 50.0, 50.0)])[0]
+    assert (corner[:20, :20] == 110).all()  # the crop reaches above and left of the frame: padding

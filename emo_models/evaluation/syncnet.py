@@ -107,15 +107,19 @@ def resample_frames(frames: np.ndarray, fps: float, target: float = SYNC_FPS) ->
 def sync_crops(frames: np.ndarray, boxes) -> np.ndarray:
     """Face crops SyncNet reads: frames (F, H, W, 3) RGB uint8, boxes F x (x0, y0, x1, y1) -> (F, 224, 224, 3) BGR.
 
-    run_pipeline.py's crop_video: box half-size and centre median-filtered over 13 frames; rows
+    run_pipeline.py's crop_video: box half-size and centre median-filtered over 13 frames (fewer in
+    shorter clips); rows
     ``cy - s .. cy + s(1 + 2·0.4)``, columns ``cx ± s(1 + 0.4)`` of the frame padded with 110.
     """
     import cv2
     from scipy.signal import medfilt
 
     b = np.asarray(boxes, np.float64)
-    size = medfilt(np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]) / 2, kernel_size=13)
-    cy, cx = medfilt((b[:, 1] + b[:, 3]) / 2, 13), medfilt((b[:, 0] + b[:, 2]) / 2, 13)
+    # scipy's medfilt zero-pads, as in the authors' code; a clip under 13 frames gets the largest odd
+    # kernel it holds, so the zeros never outnumber its boxes (identical from 13 frames on)
+    kernel = min(13, len(b) - 1 + len(b) % 2)
+    size = medfilt(np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]) / 2, kernel)
+    cy, cx = medfilt((b[:, 1] + b[:, 3]) / 2, kernel), medfilt((b[:, 0] + b[:, 2]) / 2, kernel)
     crops = []
     for frame, s, y, x in zip(frames, size, cy, cx):
         pad = int(s * (1 + 2 * CROP_SCALE))
