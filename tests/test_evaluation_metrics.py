@@ -141,3 +141,16 @@ def test_sync_crop_is_the_face_box_grown_by_crop_scale_and_shifted_to_the_mouth(
         np.ascontiguousarray(frames[1, 50:120, 40:110, ::-1]), (224, 224)))  # short clips too
     corner = sync_crops(frames[:1], [(0.0, 0.0, 50.0, 50.0)])[0]
     assert (corner[:20, :20] == 110).all()  # the crop reaches above and left of the frame: padding
+
+
+def test_fvd_reads_non_overlapping_16_frame_clips_centre_cropped_to_224(tmp_path):
+    from emo_models.evaluation.metrics import FVDFeatures, fvd_clips
+    from emo_models.evaluation.videos import Video
+    from tests.metric_files import write_metric_weights
+
+    frames = np.repeat(np.arange(40, dtype=np.uint8)[:, None, None, None] * 6, 120 * 160 * 3).reshape(40, 120, 160, 3)
+    clips = fvd_clips(frames)
+    assert clips.shape == (2, 3, 16, 224, 224)  # frames 32..39 are no whole clip
+    assert float(clips[1, 0, 0].mean()) == pytest.approx(16 * 6 / 255 * 2 - 1, abs=1e-5)
+    fvd = FVDFeatures(write_metric_weights(tmp_path, ("fvd",))["fvd"], "cpu")
+    assert fvd(Video("short", tmp_path / "short.mp4", frames[:10], 25.0, None)).shape[0] == 0

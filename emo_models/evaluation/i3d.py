@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import channels
+from .weights import channels, published_sizes
 
 FVD_INPUT_SIZE = 224
 FVD_CLIP_FRAMES = 16
@@ -117,11 +117,9 @@ class InceptionI3d(nn.Module):
     @classmethod
     def from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> InceptionI3d:
         """The module whose widths fit a pytorch-i3d-layout state dict."""
-        stem, head = state_dict.get("Conv3d_1a_7x7.conv3d.weight"), state_dict.get("logits.conv3d.weight")
-        if stem is None or head is None:
-            raise ValueError("I3D: the file lacks Conv3d_1a_7x7.conv3d.weight / logits.conv3d.weight; expected the "
-                             "pytorch-i3d state dict i3d_pretrained_400.pt")
-        return cls(num_classes=head.shape[0], width=stem.shape[0] / 64)
+        width, classes = published_sizes(state_dict, "I3D", "i3d_pretrained_400.pt (pytorch-i3d layout)",
+                                         ("Conv3d_1a_7x7.conv3d.weight", 64), "logits.conv3d.weight")
+        return cls(num_classes=classes, width=width)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         x = clips

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import channels
+from .weights import channels, published_sizes
 
 FID_INPUT_SIZE = 299
 FEATURE_DIM = 2048
@@ -175,12 +175,9 @@ class FIDInceptionV3(nn.Module):
     @classmethod
     def from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> FIDInceptionV3:
         """The module whose widths fit a pytorch-fid-layout state dict."""
-        stem = state_dict.get("Conv2d_1a_3x3.conv.weight")
-        if stem is None:
-            raise ValueError("FID Inception: the file has no Conv2d_1a_3x3.conv.weight; expected pytorch-fid's "
-                             "pt_inception-2015-12-05-6726825d.pth state dict")
-        fc = state_dict.get("fc.weight")
-        return cls(width=stem.shape[0] / 32, num_classes=fc.shape[0] if fc is not None else 1008)
+        width, classes = published_sizes(state_dict, "FID Inception", "pt_inception-2015-12-05-6726825d.pth "
+                                         "(pytorch-fid)", ("Conv2d_1a_3x3.conv.weight", 32), "fc.weight")
+        return cls(width=width, num_classes=classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(images, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear", align_corners=False)

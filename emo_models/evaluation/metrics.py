@@ -38,7 +38,8 @@ class FIDFeatures:
         self.net = load_metric_net(path, FIDInceptionV3.from_state_dict, "FID Inception-v3").to(device)
         self.device, self.frame_step, self.batch = device, frame_step, batch
         self.protocol = dict(features="Inception-v3 pool3 (2048-d), pytorch-fid's FID network",
-                             frames=f"every {frame_step}. frame of each video, whole frame",
+                             frames=f"frames 0, {frame_step}, {2 * frame_step}, ... of each video (--frame-step), "
+                                    "whole frame",
                              resize=f"bilinear to {FID_INPUT_SIZE}x{FID_INPUT_SIZE} (pytorch-fid), RGB [0, 1] -> [-1, 1]")
 
     @torch.no_grad()
@@ -79,9 +80,11 @@ class FVDFeatures:
 
     @torch.no_grad()
     def __call__(self, video: Video) -> np.ndarray:
+        if len(video.frames) < FVD_CLIP_FRAMES:
+            return np.zeros((0, 0))  # no whole clip: the video adds nothing to FVD
         clips = fvd_clips(video.frames)
         out = [self.net(clip[None].to(self.device)).double().cpu() for clip in clips]
-        return torch.cat(out).numpy() if out else np.zeros((0, 0))
+        return torch.cat(out).numpy()
 
 
 class SyncScores:
@@ -122,7 +125,8 @@ class ExpressionFeatures:
         from .expression import SUBSTITUTE, BlendshapeExtractor
 
         self.extract, self.frame_step = BlendshapeExtractor(path), frame_step
-        self.protocol = dict(substitute=SUBSTITUTE, frames=f"every {frame_step}. frame where a face is found")
+        self.protocol = dict(substitute=SUBSTITUTE, frames=f"frames 0, {frame_step}, {2 * frame_step}, ... "
+                                                           "(--frame-step) where a face is found")
 
     def __call__(self, video: Video) -> np.ndarray:
         return self.extract(video.frames[:: self.frame_step])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .weights import channels
+from .weights import channels, published_sizes
 
 SYNC_FPS = 25
 SYNC_SAMPLE_RATE = 16000
@@ -68,11 +68,9 @@ class SyncNet(nn.Module):
     @classmethod
     def from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> SyncNet:
         """The module whose widths fit a syncnet_v2.model-layout state dict."""
-        stem, head = state_dict.get("netcnnaud.0.weight"), state_dict.get("netfclip.3.weight")
-        if stem is None or head is None:
-            raise ValueError("SyncNet: the file lacks netcnnaud.0.weight / netfclip.3.weight; expected "
-                             "joonson/syncnet_python's syncnet_v2.model state dict")
-        return cls(embedding_dim=head.shape[0], width=stem.shape[0] / 64)
+        width, dim = published_sizes(state_dict, "SyncNet", "syncnet_v2.model (joonson/syncnet_python)",
+                                     ("netcnnaud.0.weight", 64), "netfclip.3.weight")
+        return cls(embedding_dim=dim, width=width)
 
     def forward_lip(self, lips: torch.Tensor) -> torch.Tensor:
         return self.netfclip(self.netcnnlip(lips).flatten(1))

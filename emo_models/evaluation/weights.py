@@ -103,6 +103,16 @@ def load_metric_net(path: str | os.PathLike, build: Callable[[dict[str, torch.Te
     return module.eval().requires_grad_(False)
 
 
+def published_sizes(state_dict: dict[str, torch.Tensor], net: str, file: str, stem: tuple[str, int],
+                    head: str) -> tuple[float, int]:
+    """``(width, head outputs)`` of a state dict: ``stem`` = (key of the first layer, its published
+    output channels), ``head`` = key of the last layer; a file without them is refused, naming ``file``."""
+    first, last = state_dict.get(stem[0]), state_dict.get(head)
+    if first is None or last is None:
+        raise ValueError(f"{net}: the file lacks {stem[0]} / {head}; expected the state dict {file}")
+    return first.shape[0] / stem[1], int(last.shape[0])
+
+
 def channels(count: int, width: float) -> int:
     """A layer's channel count at ``width`` times the published size (at least 1)."""
     return max(1, round(count * width))
