@@ -4,7 +4,7 @@ Renders ``--clips`` held-out procedural clips (identities and voices never seen 
 :mod:`emo_models.demo.data`) as the reference set, animates each clip's first frame with its audio
 through the demo model as the generated set, and, as a scale for the figures, a control set: other
 held-out identities (different faces, so FID/FVD of two independent ground-truth sets) carrying the
-reference clip's audio (so their lips do not follow it). Then runs ``python -m emo_models evaluate``
+reference clip's audio (so their lips do not follow it); videos already in ``--out`` are reused unless ``--fresh``. Then runs ``python -m emo_models evaluate``
 on both.
 
 Metric weights: ``--weights DIR`` with the published files, or, by default (none can be had offline;
@@ -42,11 +42,18 @@ from emo_models.media import write_video  # noqa: E402
 
 
 def write_random_metric_nets(folder: Path, seed: int) -> Path:
-    """Published-architecture FID Inception, I3D and SyncNet with torch's default init (seeded)."""
+    """Published-architecture FID Inception, I3D and SyncNet, seeded He-normal weights (variance-keeping
+    through ReLUs; torch's default init fades to constant features after ~90 layers), BatchNorm identity."""
     folder.mkdir(parents=True, exist_ok=True)
     for metric, build in (("fid", FIDInceptionV3), ("fvd", InceptionI3d), ("sync", SyncNet)):
         torch.manual_seed(seed)
-        torch.save(build().state_dict(), folder / WEIGHT_FILES[metric].names[0])
+        net = build()
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    torch.nn.init.zeros_(m.bias)
+        torch.save(net.state_dict(), folder / WEIGHT_FILES[metric].names[0])
     (folder / "README.txt").write_text("RANDOM-INITIALISED metric networks (bench/evaluate_demo.py), not the "
                                        "published weights: figures made with them are not comparable to papers.\n")
     return folder
@@ -62,6 +69,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="out/eval_demo")
     parser.add_argument("--weights", default=None, help="folder with the published metric weight files")
     parser.add_argument("--frame-step", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true", help="re-render and regenerate videos already in --out")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     started = time.time()
@@ -69,8 +77,10 @@ def main(argv=None) -> int:
     pipeline = load_demo_pipeline(args.checkpoint)
     size = pipeline.config.width
     for i in range(args.clips):
-        clip, other = held_out_clip(i, args.seconds, size), held_out_clip(args.clips + i, args.seconds, size)
         name = f"clip{i:02d}.mp4"
+        if not args.fresh and all((out / role / name).is_file() for role in ("reference", "control", "generated")):
+            continue  # made by an earlier run with the same --out
+        clip, other = held_out_clip(i, args.seconds, size), held_out_clip(args.clips + i, args.seconds, size)
         write_video(out / "reference" / name, clip.frames, clip.fps, audio=clip.audio, sample_rate=clip.sample_rate)
         write_video(out / "control" / name, other.frames[: len(clip.frames)], clip.fps, audio=clip.audio,
                     sample_rate=clip.sample_rate)
