@@ -7,7 +7,9 @@ Landmarker predicts per frame from ``face_landmarker_v2_with_blendshapes.task`` 
 ``face_analysis/models`` already holds). Like 3DMM expression coefficients they describe the
 expression apart from identity and head pose, but they live on another scale: E-FID figures from
 this substitute are comparable with each other, not with the paper's 0.116. The report names it.
-MediaPipe is optional: without it, or without the file, E-FID is skipped with a message.
+MediaPipe is optional: without it, or without the file, E-FID is skipped with a message. Its Tasks
+API as called here was checked against mediapipe 1.2.3 (option names, image format); no .task file
+is available offline, so the blendshape model itself has not been run here.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def mediapipe_problem() -> str | None:
         from mediapipe.tasks.python import vision  # noqa: F401
     except Exception as err:  # ImportError, or a native library that fails to load
         return (f"efid: skipped, MediaPipe's Tasks API does not import ({type(err).__name__}: {err}); "
-                "install it with `pip install mediapipe` to compute E-FID with the blendshape substitute")
+                "install it with `pip install mediapipe` (it also installs opencv-contrib-python, another cv2 "
+                "distribution, and matplotlib) to compute E-FID with the blendshape substitute")
     return None
 
 
