@@ -138,11 +138,12 @@ def sync_embeddings(net: SyncNet, crops: np.ndarray, wave: np.ndarray, batch: in
         raise ValueError(f"sync: {len(crops)} frames / {len(wave) / SYNC_SAMPLE_RATE:.2f} s of audio; SyncNet needs "
                          f"more than {WINDOW} frames (0.2 s) of both")
     video = torch.from_numpy(np.ascontiguousarray(crops)).float().permute(3, 0, 1, 2)  # (3, F, H, W)
+    device = next(net.parameters()).device
     lips, audio = [], []
     for start in range(0, windows, batch):
         idx = range(start, min(windows, start + batch))
-        lips.append(net.forward_lip(torch.stack([video[:, i:i + WINDOW] for i in idx])))
-        audio.append(net.forward_aud(torch.stack([coefficients[None, :, 4 * i:4 * i + 20] for i in idx])))
+        lips.append(net.forward_lip(torch.stack([video[:, i:i + WINDOW] for i in idx]).to(device)).cpu())
+        audio.append(net.forward_aud(torch.stack([coefficients[None, :, 4 * i:4 * i + 20] for i in idx]).to(device)).cpu())
     return torch.cat(lips), torch.cat(audio)
 
 
