@@ -162,7 +162,7 @@ def _extra_commands():
 
     found = []
     for module, attr in (("emo_models.training.cli", "register"), ("emo_models.training.prepare", "register"),
-                         ("emo_models.demo", "register")):
+                         ("emo_models.demo", "register"), ("emo_models.evaluation", "register")):
         try:
             found.append(getattr(importlib.import_module(module), attr))
         except ModuleNotFoundError as err:

@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
-PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
+PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin", ".model")  # .model: SyncNet's syncnet_v2.model
 WEIGHT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
 PLAIN_TENSORS_ONLY = "only plain tensor state dicts are accepted (safetensors, or torch.load(weights_only=True))"
 
