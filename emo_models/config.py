@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .preset import GenerationPreset
+
 SD15_UNET: dict[str, Any] = dict(
     sample_size=64,
     in_channels=4,
@@ -65,7 +67,9 @@ class EMOConfig:
 
     unet: ``UNet2DConditionModel`` kwargs shared by the backbone and the ReferenceNet.
     vae: ``AutoencoderKL`` kwargs. audio_encoder: ``Wav2Vec2Config`` kwargs.
-    frames_per_clip (f), motion_frames (n), audio_window (m): the paper's clip geometry.
+    frames_per_clip (f), motion_frames (n), audio_window (m): the paper's clip geometry; with ``fps``,
+    ``width`` and ``height`` also the defaults generation uses. generation: the rest of the sampling
+    defaults the checkpoint was trained for (:class:`~emo_models.preset.GenerationPreset`).
     """
 
     name: str = "full"
@@ -90,6 +94,7 @@ class EMOConfig:
     speed_dim: int = 320
     face_locator_channels: tuple[int, ...] = (16, 32, 64, 128)
     face_locator_in: int = 1
+    generation: GenerationPreset = field(default_factory=GenerationPreset)
 
     @property
     def vae_scale(self) -> int:
@@ -128,6 +133,7 @@ class EMOConfig:
                 data[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()}
         if "face_locator_channels" in data:
             data["face_locator_channels"] = tuple(data["face_locator_channels"])
+        data["generation"] = GenerationPreset.from_dict(data.get("generation", {}))
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
@@ -264,6 +270,11 @@ def demo_config() -> EMOConfig:
         speed_dim=64,
         face_locator_channels=(16, 32, 64),
         scheduler=dict(SD15_SCHEDULER, prediction_type="v_prediction"),
+        # sampled as it was trained: 10 DDIM steps (the lips follow the audio from 10 on), audio guidance 2
+        # over the reference-only branch, the first clip continuing the reference; its drawn faces, which
+        # Haar cascades cannot see, always sit in the training data's typical face box
+        generation=GenerationPreset(steps=10, guidance=2.0, guidance_reference=1.0,
+                                    face_box=(0.25, 0.171875, 0.75, 0.75), detect_face=False),
     )
 
 

@@ -16,12 +16,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .media_audio import SILENCE_PEAK, frame_count, load_audio, prepare_waveform, resample, trim_audio
+from .media_audio import (
+    SILENCE_PEAK,
+    frame_count,
+    load_audio,
+    prepare_waveform,
+    read_audio,
+    resample,
+    trim_audio,
+)
 from .media_video import h264_encoder, probe_video, read_video, write_video
 
 __all__ = [
-    "load_image", "check_image", "fit_image", "to_model_range", "from_model_range",
-    "load_audio", "prepare_waveform", "trim_audio", "frame_count", "resample", "SILENCE_PEAK",
+    "load_image", "check_image", "fit_image", "fit_geometry", "to_model_range", "from_model_range",
+    "load_audio", "read_audio", "prepare_waveform", "trim_audio", "frame_count", "resample", "SILENCE_PEAK",
     "write_video", "read_video", "probe_video", "h264_encoder",
 ]  # fmt: skip
 
@@ -158,6 +166,32 @@ def _edge_mean(image: torch.Tensor) -> torch.Tensor:
     return edges.mean(dim=-1)[..., None, None]
 
 
+def fit_geometry(source_size: tuple[int, int], width: int, height: int, mode: str = "center",
+                 box=None) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """Where :func:`fit_image` takes its pixels and puts them: ``(crop, place)`` rectangles (x0, y0, x1, y1).
+
+    source_size: (H, W) of the image; crop: the part of it that is kept, in its pixels; place: where that
+    part lands in the width x height result (the whole frame, except the inner rectangle of ``pad``).
+    """
+    if int(width) < 1 or int(height) < 1:
+        raise ValueError(f"fit_image: target size {width}x{height} must be positive, e.g. 512x512")
+    width, height = int(width), int(height)
+    if mode not in FIT_MODES:
+        raise ValueError(f"fit_image: mode {mode!r} is not one of {FIT_MODES}")
+    if box is not None and mode != "center":
+        raise ValueError(f"fit_image: a box crops, so it needs mode 'center', not {mode!r}")
+    h, w = source_size
+    frame = (0, 0, width, height)
+    if mode == "stretch":
+        return (0, 0, w, h), frame
+    if mode == "center":
+        return _crop_box(w, h, width / height, box), frame
+    scale = min(width / w, height / h)
+    inner_w, inner_h = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
+    top, left = (height - inner_h) // 2, (width - inner_w) // 2
+    return (0, 0, w, h), (left, top, left + inner_w, top + inner_h)
+
+
 def fit_image(
     image: torch.Tensor, width: int, height: int, mode: str = "center", box=None, fill: str = "edge"
 ) -> torch.Tensor:
@@ -168,29 +202,18 @@ def fit_image(
     aspect ratio. box: (x0, y0, x1, y1) in pixels, e.g. a face detector's box grown by a margin,
     with mode "center": the crop is centred on the box, grown to the target aspect and kept inside
     the image (the "face" crop). Resizing is bicubic with antialiasing, deterministic on CPU.
+    :func:`fit_geometry` gives the rectangles used.
     """
     check_image(image)
-    if int(width) < 1 or int(height) < 1:
-        raise ValueError(f"fit_image: target size {width}x{height} must be positive, e.g. 512x512")
-    width, height = int(width), int(height)
-    if mode not in FIT_MODES:
-        raise ValueError(f"fit_image: mode {mode!r} is not one of {FIT_MODES}")
-    if box is not None and mode != "center":
-        raise ValueError(f"fit_image: a box crops, so it needs mode 'center', not {mode!r}")
-    _, _, h, w = image.shape
-    if mode == "stretch":
-        return _resize(image, height, width)
-    if mode == "center":
-        x0, y0, x1, y1 = _crop_box(w, h, width / height, box)
-        return _resize(image[:, :, y0:y1, x0:x1], height, width)
     if fill not in ("edge", "white"):
         raise ValueError(f"fit_image: fill {fill!r} is not 'edge' or 'white'")
-    scale = min(width / w, height / h)
-    inner_w, inner_h = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
+    (x0, y0, x1, y1), (left, top, right, bottom) = fit_geometry(tuple(image.shape[-2:]), width, height, mode, box)
+    inner = _resize(image[:, :, y0:y1, x0:x1], bottom - top, right - left)
+    if (right - left, bottom - top) == (int(width), int(height)):
+        return inner
     colour = _edge_mean(image) if fill == "edge" else torch.ones_like(image[:, :, :1, :1])
-    out = colour.expand(-1, -1, height, width).clone()
-    top, left = (height - inner_h) // 2, (width - inner_w) // 2
-    out[:, :, top : top + inner_h, left : left + inner_w] = _resize(image, inner_h, inner_w)
+    out = colour.expand(-1, -1, int(height), int(width)).clone()
+    out[:, :, top:bottom, left:right] = inner
     return out
 
 

@@ -78,21 +78,30 @@ def resample(wave: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray
     return np.ascontiguousarray(out.T).reshape(*wave.shape[:-1], -1)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
-    """Decode an audio (or video) file to mono float32 at ``sample_rate``.
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode an audio (or video) file as it is: ``((C, T) float32, sample rate)``, no mixing or resampling.
 
     path: wav/flac/ogg/mp3 (soundfile), anything librosa reads, or a container PyAV reads (mp4, m4a,
-    webm, mkv, ...). All channels are averaged. Returns ``(T,)`` float32. Loudness is not checked
-    here; use :func:`prepare_waveform` before generating.
+    webm, mkv, ...). Frame counts are taken from this (:func:`frame_count`); loudness is not checked
+    here; :func:`prepare_waveform` does that.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"audio: {path} does not exist or is not a file; give the path of an audio file")
-    if sample_rate <= 0:
-        raise ValueError(f"audio: sample_rate {sample_rate} must be positive, e.g. 16000")
     data, rate = _decode(path)
     if data.shape[-1] == 0:
         raise ValueError(f"audio: {path} decodes to 0 samples; give a clip with speech or singing")
+    return data, rate
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """Decode an audio (or video) file (see :func:`read_audio`) to mono float32 ``(T,)`` at ``sample_rate``.
+
+    All channels are averaged. Loudness is not checked here; use :func:`prepare_waveform` before generating.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"audio: sample_rate {sample_rate} must be positive, e.g. 16000")
+    data, rate = read_audio(path)
     return resample(data.mean(axis=0), rate, sample_rate)
 
 
@@ -166,13 +175,32 @@ def trim_audio(wave, sample_rate: int, start: float = 0.0, duration: float = 0.0
     return wave[..., first:last]
 
 
-def frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
-    """Video frames covering ``num_samples`` of audio: ``floor(seconds * fps + 0.5)``.
+def frame_count(num_samples, sample_rate: int, fps: float, rounding: str = "nearest"):
+    """Video frames covering ``num_samples`` of audio at ``sample_rate``: the one frame count of the package.
 
-    Halves round up (2.5 -> 3), unlike Python's ``round``; computed exactly with fractions, so a
-    clip of exactly N frames' worth of samples always gives N.
+    ``rounding`` is the checkpoint's rule (``config.generation.frame_rounding``): ``nearest`` =
+    floor(seconds x fps + 1/2) (halves round up, 2.5 -> 3, unlike Python's ``round``), ``ceil`` = the
+    frames needed to cover every sample. Computed exactly in integers from ``fps`` as a fraction, so a
+    clip of exactly N frames' worth of samples always gives N. Count from the audio as given (before
+    any resampling). num_samples: an int, or an integer array of counts (-> an int64 array, same shape).
     """
-    if sample_rate <= 0 or fps <= 0:
-        raise ValueError(f"frame_count: sample_rate ({sample_rate}) and fps ({fps}) must be positive")
-    frames = Fraction(int(num_samples)) * Fraction(fps) / Fraction(sample_rate)
-    return math.floor(frames + Fraction(1, 2))
+    from .preset import FRAME_ROUNDING
+
+    if rounding not in FRAME_ROUNDING:
+        raise ValueError(f"frame_rounding: {rounding!r}; choose one of {', '.join(FRAME_ROUNDING)}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"audio: sample rate {sample_rate!r}; give a positive whole number of samples per second")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps: {fps!r}; give a positive, finite frame rate (25 or 30 typical)")
+    rate = Fraction(fps)
+    num, den = rate.numerator, rate.denominator * int(sample_rate)  # frames = samples x num / den
+    if np.ndim(num_samples) == 0:
+        samples = int(num_samples)
+        return (2 * samples * num + den) // (2 * den) if rounding == "nearest" else -(-samples * num // den)
+    samples = np.asarray(num_samples)
+    if not np.issubdtype(samples.dtype, np.integer):
+        raise ValueError(f"frame_count: sample counts of dtype {samples.dtype}; give whole numbers")
+    big = samples.size and (int(np.abs(samples).max()) * 2 * num + den) >= 2**62
+    samples = samples.astype(object if big else np.int64)  # Python integers where int64 could overflow
+    frames = (2 * samples * num + den) // (2 * den) if rounding == "nearest" else -(-samples * num // den)
+    return frames.astype(np.int64)
