@@ -38,15 +38,3 @@ class FaceLocator(nn.Module):
         for block in self.blocks:
             x = F.silu(block(x))
         return self.conv_out(x)
-
-
-def box_mask(box: tuple[float, float, float, float], height: int, width: int) -> torch.Tensor:
-    """A (1, 1, height, width) mask that is 1 inside the pixel box (x0, y0, x1, y1), clamped to the image."""
-    x0, y0, x1, y1 = box
-    mask = torch.zeros(1, 1, height, width)
-    xa, xb = max(0, int(round(x0))), min(width, int(round(x1)))
-    ya, yb = max(0, int(round(y0))), min(height, int(round(y1)))
-    if xb <= xa or yb <= ya:
-        raise ValueError(f"face box {box}: empty inside a {width}x{height} image; give x0<x1 and y0<y1 in pixels")
-    mask[..., ya:yb, xa:xb] = 1.0
-    return mask

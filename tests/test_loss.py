@@ -10,7 +10,7 @@ from diffusers import DDPMScheduler
 from torch import nn
 
 from emo_models.config import SD15_SCHEDULER
-from emo_models.face_locator import box_mask
+from emo_models.face_region import box_mask
 from emo_models.training.train_batch import (
     diffusion_loss,
     latent_loss_weights,

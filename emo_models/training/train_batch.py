@@ -135,12 +135,13 @@ LIP_REGION = ((0.25, 0.75), (0.6, 0.95))  # (x, y) fractions of a face box holdi
 def mask_boxes(face_mask: torch.Tensor) -> torch.Tensor:
     """face_mask (v, 1, H, W) -> each mask's bounding box (v, 4) as pixel edges x0, y0, x1, y1
     (the whole image where a mask is empty)."""
+    from ..face_region import mask_box
+
     v, _, height, width = face_mask.shape
     boxes = torch.tensor([[0.0, 0.0, width, height]]).repeat(v, 1)
-    for i, mask in enumerate(face_mask[:, 0] > 0.5):
-        rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
-        if len(rows):
-            boxes[i] = torch.tensor([cols[0].item(), rows[0].item(), cols[-1].item() + 1, rows[-1].item() + 1])
+    for i, mask in enumerate(face_mask[:, 0]):
+        if bool((mask > 0.5).any()):
+            boxes[i] = torch.tensor(mask_box(mask))
     return boxes
 
 
