@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emo_models.demo import DEFAULT_CFG_AUDIO, DEFAULT_STEPS, DEMO_MODEL, animate, load_demo_pipeline  # noqa: E402
+from emo_models.demo import DEMO_MODEL, load_demo_pipeline  # noqa: E402
 from emo_models.demo.data import held_out_clip  # noqa: E402
 from emo_models.demo.synthetic import (  # noqa: E402
     face_colours,
@@ -60,8 +60,8 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default=str(DEMO_MODEL))
     parser.add_argument("--clips", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    parser.add_argument("--cfg-audio", type=float, default=DEFAULT_CFG_AUDIO)
+    parser.add_argument("--steps", type=int, default=None, help="default: from the checkpoint")
+    parser.add_argument("--cfg-audio", type=float, default=None, help="default: from the checkpoint")
     parser.add_argument("--motion-clips", type=int, default=8, help="clips per speed (0: all --clips)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -69,12 +69,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     pipeline = load_demo_pipeline(args.checkpoint)
+    preset = pipeline.config.generation
+    args.steps = preset.steps if args.steps is None else args.steps
     size = pipeline.config.width
     clips = [held_out_clip(i, seconds=args.seconds, size=size) for i in range(args.clips)]
 
     def generate(clip, audio_clip, speed):
-        frames = animate(pipeline, portrait(clip), audio_clip.audio, steps=args.steps, seed=args.seed, speed=speed,
-                         cfg_audio=args.cfg_audio, face_box=clip.face_box)
+        frames = pipeline.generate(portrait(clip), audio_clip.audio, audio_clip.sample_rate, face_box=clip.face_box,
+                                   steps=args.steps, seed=args.seed, speed=speed, cfg_audio=args.cfg_audio)
         return to_uint8(frames)[: len(clip.frames)]
 
     lip, shuffled, identity, truth_lip = [], [], [], []
@@ -100,7 +102,9 @@ def main(argv=None) -> int:
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.clips} held-out clips of {args.seconds:g} s, "
-          f"{args.steps} DDIM steps, audio guidance {args.cfg_audio:g}; {time.time() - started:.0f} s")
+          f"{args.steps} {preset.scheduler} steps, audio guidance "
+          f"{preset.guidance_audio or preset.guidance if args.cfg_audio is None else args.cfg_audio:g}; "
+          f"{time.time() - started:.0f} s")
     print(f"compare: ground-truth frames give lip_r={np.mean(truth_lip):.3f}, identity_err=0, "
           f"motion={','.join(f'{m:.3f}' for m in truth_motion)}; targets lip_r>=0.6, shuffled_r<=0.2, motion rising")
     print(f"demo_quality: lip_r={np.mean(lip):.3f} shuffled_r={np.mean(shuffled):.3f} "

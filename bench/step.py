@@ -6,8 +6,9 @@
 What is timed is exactly what runs per step in generation (`EMOModel.denoise`): the backbone with its
 reference-attention, audio-attention, temporal modules, face-locator residual and speed tokens. The
 ReferenceNet, audio projection, face locator and speed encoder run once before (per video or clip),
-as in the pipeline, and are not part of the step. "with CFG" is the three-branch batch (uncond,
-reference, full) the pipeline runs when both guidance scales differ from 1.
+as in the render path, and are not part of the step. The guidance batches are the render path's own
+(`Guidance.branches` + `EMOModel.guidance_batch`): one scale (the default: unconditional + full, 2
+passes) and unequal reference/audio scales (3 passes).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emo_models.config import get_config  # noqa: E402
+from emo_models.devices import DTYPES  # noqa: E402
+from emo_models.guidance import Guidance  # noqa: E402
 from emo_models.model import ClipCondition, EMOModel  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+GUIDANCE = {"no guidance (1 pass)": Guidance(1.0), "one scale (default, 2 passes)": Guidance(3.5),
+            "unequal reference/audio scales (3 passes)": Guidance(1.0, reference=2.0, audio=3.5)}
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -55,8 +59,8 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def build_condition(model: EMOModel, videos: int, frames: int, h: int, w: int, device, dtype) -> ClipCondition:
-    """The per-clip condition, computed once as the pipeline does (ReferenceNet, projections)."""
+def build_condition(model: EMOModel, guidance: Guidance, frames: int, h: int, w: int, device, dtype) -> ClipCondition:
+    """The per-clip condition, computed once as the render path does, batched into the guidance branches."""
     cfg = model.config
     g = torch.Generator().manual_seed(0)
     reference = torch.randn(1, 4, h, w, generator=g).to(device, dtype)
@@ -65,21 +69,14 @@ def build_condition(model: EMOModel, videos: int, frames: int, h: int, w: int, d
     mask = torch.zeros(1, 1, h * cfg.vae_scale, w * cfg.vae_scale, device=device, dtype=dtype)
     mask[..., h * 2:h * 6, w * 2:w * 6] = 1
     with torch.no_grad():
-        features = model.encode_reference(reference)
-        motion = model.encode_motion(torch.randn(1, cfg.motion_frames, 4, h, w, generator=g).to(device, dtype))
-        audio = model.encode_audio(windows)
-        speed = model.encode_speed(torch.full((1, frames), 0.5, device=device))
-        face = model.encode_face(mask)
-    use_reference = torch.tensor([False, True, True][-videos:], device=device)
-    audio_on = torch.tensor([0.0, 0.0, 1.0][-videos:], device=device, dtype=dtype)[:, None, None, None]
-    return ClipCondition(
-        reference={k: v.expand(videos, -1, -1) for k, v in features.items()},
-        motion={k: v.expand(videos, *v.shape[1:]) for k, v in motion.items()},
-        audio_tokens=audio.expand(videos, -1, -1, -1) * audio_on,
-        speed_tokens=speed.expand(videos, -1, -1, -1),
-        face=face.expand(videos, -1, -1, -1),
-        use_reference=use_reference if videos > 1 else None,
-    )
+        cond = ClipCondition(
+            reference=model.encode_reference(reference),
+            motion=model.encode_motion(torch.randn(1, cfg.motion_frames, 4, h, w, generator=g).to(device, dtype)),
+            audio_tokens=model.encode_audio(windows),
+            speed_tokens=model.encode_speed(torch.full((1, frames), 0.5, device=device)),
+            face=model.encode_face(mask),
+        )
+        return model.guidance_batch(cond, [drops for _, drops in guidance.branches(cfg.generation.uncond_drops)])
 
 
 def time_step(model, latents, cond, device, repeats: int, warmup: int) -> tuple[float, float]:
@@ -109,7 +106,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 0 on CPU, 2 on GPU)")
-    parser.add_argument("--skip-cfg", action="store_true", help="time only the single-branch step")
+    parser.add_argument("--skip-cfg", action="store_true", help="time only the unguided (1-pass) step")
     args = parser.parse_args()
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -128,10 +125,11 @@ def main() -> None:
     peak = matmul_gflops(device, dtype)
     print(f"plain matmul: {peak:.0f} GFLOP/s (2048x2048, same process)")
     print(f"clip: {frames} frames at {size}x{size} (latent {h}x{w}), {config.motion_frames} motion frames")
-    for label, videos in (("no CFG", 1), ("with CFG (3 branches)", 3)):
+    for label, guidance in GUIDANCE.items():
+        videos = len(guidance.branches(config.generation.uncond_drops))
         if args.skip_cfg and videos > 1:
             continue
-        cond = build_condition(model, videos, frames, h, w, device, dtype)
+        cond = build_condition(model, guidance, frames, h, w, device, dtype)
         latents = torch.randn(videos, frames, 4, h, w, device=device, dtype=dtype)
         warmup = args.warmup if args.warmup is not None else (2 if device.type == "cuda" else 0)
         seconds, gflop = time_step(model, latents, cond, device, args.repeats, warmup)

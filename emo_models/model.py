@@ -15,6 +15,7 @@ clip on the motion frames (:meth:`EMOModel.encode_motion`), at t = 0; a denoisin
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -26,6 +27,7 @@ from torch import nn
 from .audio import AudioProjection
 from .config import EMOConfig
 from .face_locator import FaceLocator
+from .preset import CONDITIONS
 from .reference_attention import ReferenceBank, install_reference_attention
 from .speed import SpeedEncoder
 from .temporal import TemporalModules, is_speed_parameter
@@ -63,6 +65,20 @@ class ClipCondition:
         return replace(self, reference=pick(self.reference), motion=pick(self.motion),
                        audio_tokens=pick(self.audio_tokens), speed_tokens=pick(self.speed_tokens),
                        face=pick(self.face), use_reference=pick(self.use_reference))
+
+    def repeat(self, videos: int) -> ClipCondition:
+        """The condition of one video (v = 1) for ``videos`` videos (expanded views, no copies)."""
+
+        def grow(x):
+            if x is None:
+                return None
+            if isinstance(x, dict):
+                return {k: grow(v) for k, v in x.items()}
+            return x.expand(videos, *x.shape[1:])
+
+        return replace(self, reference=grow(self.reference), motion=grow(self.motion),
+                       audio_tokens=grow(self.audio_tokens), speed_tokens=grow(self.speed_tokens),
+                       face=grow(self.face), use_reference=grow(self.use_reference))
 
 
 class EMOModel(nn.Module):
@@ -147,9 +163,11 @@ class EMOModel(nn.Module):
         finally:
             self._motion_capture = None
 
-    def zero_motion(self, videos: int, height: int, width: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
-        """Motion context of the first clip: zeros shaped like :meth:`encode_motion`'s output."""
-        n, zeros = self.config.motion_frames, {}
+    def zero_motion(self, videos: int, height: int, width: int, device=None, dtype=None,
+                    frames: int | None = None) -> dict[str, torch.Tensor]:
+        """No motion context: zeros shaped like :meth:`encode_motion`'s output for ``frames`` motion
+        frames (default: the config's n) of latents height x width."""
+        n, zeros = self.config.motion_frames if frames is None else frames, {}
         for motion_name, _, channels in self.temporal.sites:
             block = self.backbone.get_submodule(motion_name.split(".motion_modules")[0])
             scale = _block_downscale(self.backbone, block)
@@ -169,6 +187,36 @@ class EMOModel(nn.Module):
     def encode_face(self, mask: torch.Tensor) -> torch.Tensor:
         """mask: (v, 1, H, W) -> face-locator residual (v, C0, H/8, W/8)."""
         return self.face_locator(mask)
+
+    # ---- what a guidance branch (or a training sample's dropout) removes -----------------------------
+    def drop_conditions(self, cond: ClipCondition, dropped: Mapping[str, torch.Tensor]) -> ClipCondition:
+        """``cond`` with, per video, the named conditions removed. dropped: name -> (v,) bool, True = removed.
+
+        reference: reference-attention sees the frame's own tokens only; audio: zero audio tokens;
+        face: no face-locator residual. Motion frames and speed always stay. A model family that removes
+        a condition differently (e.g. identity tokens through their projection of zeros) changes it here.
+        """
+        unknown = sorted(set(dropped) - set(CONDITIONS))
+        if unknown:
+            raise ValueError(f"uncond_drops: unknown conditions {unknown}; expected names from {list(CONDITIONS)}")
+        changes = {}
+        if "reference" in dropped:
+            keep = ~dropped["reference"].bool()
+            changes["use_reference"] = keep if cond.use_reference is None else keep & cond.use_reference.bool()
+        for name, field in (("audio", "audio_tokens"), ("face", "face")):
+            value = getattr(cond, field)
+            if name in dropped and value is not None:
+                keep = (~dropped[name].bool()).to(value.device, value.dtype)
+                changes[field] = value * keep.reshape(-1, *[1] * (value.ndim - 1))
+        return replace(cond, **changes)
+
+    def guidance_batch(self, cond: ClipCondition, branches: Sequence[frozenset[str]]) -> ClipCondition:
+        """One clip's condition (v = 1) -> the batch of guidance branches (v = len(branches)), branch i
+        without the conditions named in ``branches[i]`` (see :mod:`emo_models.guidance`)."""
+        device = next(self.parameters()).device
+        names = sorted(set().union(*branches))
+        dropped = {n: torch.tensor([n in b for b in branches], device=device) for n in names}
+        return self.drop_conditions(cond.repeat(len(branches)), dropped)
 
     # ---- one denoising step -----------------------------------------------------------------------
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor | float, cond: ClipCondition,

@@ -8,8 +8,10 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from emo_models.config import tiny_config
+from emo_models.guidance import Guidance
 from emo_models.model import ClipCondition
-from emo_models.pipeline import GenerationCancelled, Guidance
+from emo_models.pipeline import GenerationCancelled
+from emo_models.render import RenderSettings, render
 from emo_models.temporal import motion_module_sites
 
 STEPS = dict(steps=2, scheduler="ddim")
@@ -22,18 +24,20 @@ def count_calls(module: torch.nn.Module) -> list:
 
 
 def test_reference_net_runs_once_per_video_and_once_per_clip_never_per_step(speech_wave, portrait):
+    from emo_models.face_region import box_mask
     from tests.conftest import build_tiny_pipeline
 
     pipe = build_tiny_pipeline()
     reference_calls, backbone_calls = count_calls(pipe.model.reference_net), count_calls(pipe.model.backbone)
     reference = pipe.encode_reference(portrait)
-    audio = pipe.encode_audio(speech_wave)
+    audio = pipe.encode_audio(speech_wave, 16000)
     assert reference_calls == [1]
-    pipe.sample(reference, audio, steps=3, guidance=Guidance(reference=2.0, audio=2.0))
+    settings = RenderSettings.from_config(pipe.config, steps=3, cfg=2.0)
+    render(pipe, reference, audio, box_mask((16, 16, 48, 48), 64, 64), settings)
     clips = -(-audio.frames // pipe.config.frames_per_clip)
-    # the first clip uses zero motion context; each later clip runs the ReferenceNet once on its n motion frames
-    assert reference_calls == [1] + [pipe.config.motion_frames] * (clips - 1)
-    assert len(backbone_calls) == clips * 3  # one batched pass (3 guidance branches) per step
+    # each clip (the first too: it continues the reference) runs the ReferenceNet once on its n motion frames
+    assert reference_calls == [1] + [pipe.config.motion_frames] * clips
+    assert len(backbone_calls) == clips * 3  # one batched call (the guidance branches) per step
 
 
 def test_emo_layers_off_equals_stock_diffusers_unet_on_the_same_sd15_weights(tmp_path):
@@ -99,23 +103,30 @@ def test_same_seed_same_frames_other_seed_other_frames(tiny_pipeline, portrait, 
 
 
 def test_motion_frames_make_each_clip_depend_on_the_one_before(tiny_pipeline, portrait, speech_wave):
+    from emo_models.face_region import box_mask
+
     pipe, f = tiny_pipeline, tiny_pipeline.config.frames_per_clip
-    reference, audio = pipe.encode_reference(portrait), pipe.encode_audio(speech_wave)
-    base = pipe.sample(reference, audio, seed=1, **STEPS)
-    g = torch.Generator().manual_seed(5)
-    earlier = torch.randn(1, pipe.config.motion_frames, 4, 8, 8, generator=g)
-    continued = pipe.sample(reference, audio, seed=1, motion_latents=earlier, **STEPS)
-    assert (base[:f] - continued[:f]).abs().mean() > 1e-4  # clip 1 now sees other motion frames
-    # and without motion frames (n = 0) clip 2 no longer depends on clip 1
-    no_context = pipe.sample(reference, audio, seed=1, motion_frames=0, **STEPS)
-    no_context_other = pipe.sample(reference, audio, seed=1, motion_frames=0, motion_latents=earlier, **STEPS)
-    assert torch.equal(no_context, no_context_other)
+    reference, audio = pipe.encode_reference(portrait), pipe.encode_audio(speech_wave, 16000)
+    mask = box_mask((16, 16, 48, 48), 64, 64)
+
+    def frames(**kw):
+        options = {k: kw.pop(k) for k in ("previous_frames",) if k in kw}
+        return render(pipe, reference, audio, mask, RenderSettings.from_config(pipe.config, seed=1, steps=2, **kw),
+                      **options).frames
+
+    base = frames()
+    earlier = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    continued = frames(previous_frames=earlier)
+    assert (base[:f] - continued[:f]).abs().mean() > 1e-4  # clip 1 now follows other motion frames
+    assert (base[:f] - frames(first_clip_motion="zeros")[:f]).abs().mean() > 1e-4  # the first-clip policy matters
+    # and without motion frames (n = 0) no clip depends on what came before it
+    assert torch.equal(frames(motion_frames=0), frames(motion_frames=0, first_clip_motion="zeros"))
 
 
 def test_frame_count_is_seconds_times_fps_rounded(tiny_pipeline, portrait):
     wave = (0.3 * np.sin(np.arange(int(1.3 * 16000)) / 16000 * 2 * np.pi * 200)).astype(np.float32)
     for fps in (25.0, 30.0, 12.5):
-        assert tiny_pipeline.encode_audio(wave, fps).frames == int(np.floor(1.3 * fps + 0.5))
+        assert tiny_pipeline.encode_audio(wave, 16000, fps=fps).frames == int(np.floor(1.3 * fps + 0.5))
     frames = tiny_pipeline.generate(portrait, wave, fps=30.0, steps=1)
     assert frames.shape == (39, 3, 64, 64) and 0 <= frames.min() and frames.max() <= 1
 
@@ -140,7 +151,7 @@ def test_cancel_raises_and_leaves_the_model_unchanged(portrait, speech_wave):
 def test_progress_reports_every_step(tiny_pipeline, portrait, speech_wave):
     seen = []
     tiny_pipeline.generate(portrait, speech_wave, steps=3, on_step=lambda d, t, x: seen.append((d, t, x.shape)))
-    clips = -(-tiny_pipeline.encode_audio(speech_wave).frames // tiny_pipeline.config.frames_per_clip)
+    clips = -(-tiny_pipeline.encode_audio(speech_wave, 16000).frames // tiny_pipeline.config.frames_per_clip)
     assert [d for d, _, _ in seen] == list(range(1, 3 * clips + 1))
     assert all(t == 3 * clips and shape == (4, 4, 8, 8) for _, t, shape in seen)
 
@@ -170,6 +181,17 @@ def test_other_schedulers_run(tiny_pipeline, portrait, speech_wave, scheduler):
 
 def test_guidance_branches_combine_as_documented():
     eps = {k: torch.full((1,), v) for k, v in (("uncond", 1.0), ("reference", 2.0), ("full", 4.0))}
-    assert Guidance(3.0, 2.0).combine(eps).item() == pytest.approx(1 + 3 * 1 + 2 * 2)
-    assert Guidance().branches() == ("full",)
-    assert Guidance(1.0, 2.5).branches() == ("reference", "full")
+    assert Guidance(1.0, reference=3.0, audio=2.0).combine(eps).item() == pytest.approx(1 + 3 * 1 + 2 * 2)
+    assert Guidance(3.0).combine({"uncond": eps["uncond"], "full": eps["full"]}).item() == pytest.approx(1 + 3 * 3)
+    assert Guidance(3.0).combine({"uncond": eps["uncond"], "full": eps["full"]}).item() == pytest.approx(
+        Guidance(1.0, reference=3.0, audio=3.0).combine(eps).item())  # one scale: the middle branch cancels
+    emo = ("reference", "audio")
+    assert [name for name, _ in Guidance(1.0).branches(emo)] == ["full"]
+    assert [name for name, _ in Guidance(3.5).branches(emo)] == ["uncond", "full"]
+    assert [name for name, _ in Guidance(1.0, reference=1.0, audio=2.0).branches(emo)] == ["reference", "full"]
+    assert dict(Guidance(1.0, reference=2.0, audio=3.0).branches(emo)) == {
+        "uncond": {"reference", "audio"}, "reference": {"audio"}, "full": set()}
+    with pytest.raises(ValueError, match="cfg_reference: 2 differs from cfg_audio 3.*keeps the reference"):
+        Guidance(1.0, reference=2.0, audio=3.0).branches(("audio", "face"))
+    with pytest.raises(ValueError, match=r"^cfg: nan; give a finite guidance scale"):
+        Guidance(float("nan"))
