@@ -1,184 +1,162 @@
-"""``python -m emo_models``: generate, inspect and init (training commands register themselves too).
+"""``python -m emo_models``: every command in one table, shared option helpers, one entry point.
 
-Every command is a function of parsed arguments; heavy imports happen inside them, so ``--help`` is quick.
+A command is one line of :data:`COMMANDS`: its name, ``"module:stem"`` and a one-line help. The module
+defines ``add_<stem>_arguments(parser)`` and ``run_<stem>(args) -> int`` (heavy imports inside
+``run_``). Only the chosen command's module is imported, so ``--help`` and every command start fast.
+Options that the checkpoint decides by default (its :class:`~emo_models.preset.GenerationPreset` and
+clip geometry) default to None and say "default: from the checkpoint"; the help of every other option
+shows its default.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import sys
-import time
-from pathlib import Path
+from dataclasses import dataclass
+
+from . import __version__
+
+FROM_CHECKPOINT = "default: from the checkpoint"
 
 
-def _device(name: str):
-    import torch
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: ``target`` is ``"module:stem"`` (``add_<stem>_arguments`` and ``run_<stem>`` in it)."""
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    name: str
+    target: str
+    help: str
 
-
-def _dtype(name: str, device):
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    def function(self, prefix: str, suffix: str = ""):
+        module, stem = self.target.split(":")
+        return getattr(importlib.import_module(module), f"{prefix}{stem}{suffix}")
 
 
-def _box(text: str | None):
-    if not text:
-        return None
-    try:
-        x0, y0, x1, y1 = (float(v) for v in text.split(","))
-    except ValueError:
-        raise SystemExit(f"--face-box: {text!r}; give pixels as x0,y0,x1,y1") from None
-    return x0, y0, x1, y1
+COMMANDS = (
+    Command("generate", "emo_models.cli_generate:generate", "portrait + audio -> talking-portrait mp4 with the audio"),
+    Command("demo", "emo_models.cli_generate:demo", "the bundled demo model animates its sample (or your portrait + audio)"),
+    Command("init", "emo_models.cli_checkpoint:init", "assemble a native EMO checkpoint from SD-1.5/AnimateDiff/wav2vec2 parts"),
+    Command("inspect", "emo_models.cli_checkpoint:inspect", "what a weights file or folder is, and how it differs from ours"),
+    Command("prepare", "emo_models.training.prepare:prepare", "talking-head videos -> a clip dataset for `train`"),
+    Command("train", "emo_models.training.cli:train", "train one stage (1 images, 2 video, 3 speed) with accelerate"),
+    Command("evaluate", "emo_models.evaluation.command:evaluate", "FID, FVD, Sync-C/D, F-SIM, E-FID of generated vs reference videos"),
+    Command("train-demo", "emo_models.demo.recipe:train_demo", "train the bundled demo model from scratch (30 min, 2 CPU cores)"),
+)
 
 
-def run_generate(args) -> int:
-    """Portrait + audio -> mp4 with the audio muxed in, written atomically."""
-    from tqdm import tqdm
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends "(default: X)" to every option's help that does not already say its default."""
 
-    from .face_locator import box_mask
-    from .loading import load_pipeline
-    from .media import fit_image, load_audio, load_image, prepare_waveform, write_video
-    from .pipeline import Guidance
-
-    device = _device(args.device)
-    pipeline, _ = load_pipeline(args.checkpoint, device=device, dtype=_dtype(args.dtype, device))
-    config = pipeline.config
-    width, height = args.width or config.width, args.height or config.height
-    image = load_image(args.image)
-    box = _box(args.face_box)
-    fitted = fit_image(image, width, height, mode=args.crop, box=box if args.crop == "center" else None)
-    wave = prepare_waveform(load_audio(args.audio, config.audio_sample_rate), config.audio_sample_rate,
-                            config.audio_sample_rate, name=f"audio {args.audio}")
-    face_mask = None
-    if box is not None:
-        # the box is in the input image's pixels; map it through the same fit by fitting a mask image
-        mask = box_mask(box, image.shape[-2], image.shape[-1]).expand(1, 3, -1, -1)
-        face_mask = fit_image(mask, width, height, mode=args.crop, box=box if args.crop == "center" else None)[:, :1]
-    cfg_ref = args.cfg if args.cfg_reference is None else args.cfg_reference
-    cfg_audio = args.cfg if args.cfg_audio is None else args.cfg_audio
-    started = time.time()
-    reference = pipeline.encode_reference(fitted)
-    audio = pipeline.encode_audio(wave, args.fps)
-    bar = tqdm(total=None, unit="step", desc="EMO")
-
-    def on_step(done, total, _latents):
-        bar.total = total
-        bar.update(done - bar.n)
-
-    latents = pipeline.sample(reference, audio, steps=args.steps, scheduler=args.scheduler,
-                              guidance=Guidance(cfg_ref, cfg_audio), seed=args.seed, speed=args.speed,
-                              face_mask=face_mask, on_step=on_step)
-    bar.close()
-    frames = (f.permute(1, 2, 0) for chunk in latents.split(8) for f in pipeline.decode(chunk))
-    music = load_audio(args.audio, 44100)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_video(args.out, frames, audio.fps, audio=music, sample_rate=44100)
-    print(f"wrote {args.out}: {audio.frames} frames at {audio.fps:g} fps, {width}x{height}, "
-          f"{time.time() - started:.1f} s")
-    return 0
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if "default" not in text and not action.required and not unset:
+            text += " (default: %(default)s)"
+        return text
 
 
-def run_inspect(args) -> int:
-    """Describe a weights file or folder."""
-    from .weights.inspect import describe
+# ---- shared option helpers -----------------------------------------------------------------------
+def add_framing_options(parser: argparse.ArgumentParser) -> None:
+    """How the portrait becomes the model's frame, and the video's frame rate (``generate`` and ``demo``)."""
+    from .face_region import CROP_MODES
 
-    print(describe(args.path))
-    return 0
-
-
-def run_init(args) -> int:
-    """Write a native EMO checkpoint assembled from SD-1.5, AnimateDiff and wav2vec2 parts."""
-    import torch
-
-    from .config import get_config
-    from .loading import assemble, save_pipeline
-
-    torch.manual_seed(args.seed)
-    pipeline, reports = assemble(get_config(args.config), base=args.base, vae=args.vae,
-                                 motion_module=args.motion_module, audio_encoder=args.audio_encoder)
-    for report in reports:
-        print(report)
-    sources = {k: str(v) for k, v in (("base", args.base), ("vae", args.vae), ("motion_module", args.motion_module),
-                                      ("audio_encoder", args.audio_encoder)) if v}
-    save_pipeline(pipeline, args.out, metadata={"created_by": "emo_models init", "config": args.config,
-                                                "sources": sources, "seed": args.seed})
-    print(f"wrote EMO checkpoint {args.out} ({args.config})")
-    return 0
+    g = parser.add_argument_group("framing")
+    g.add_argument("--crop", default="center", choices=CROP_MODES,
+                   help="center: the middle; face: centred on the face (given or detected) with room for head "
+                        "and shoulders; pad: all of the image, borders padded; stretch: ignore the aspect")
+    g.add_argument("--face-box", default=None, metavar="X0,Y0,X1,Y1",
+                   help="the face region in the input image, as fractions (0.25,0.1,0.75,0.6) or pixels: the "
+                        "face-locator mask (and the face crop). default: detect the face, else the checkpoint's "
+                        "face box, with a warning")
+    g.add_argument("--fps", type=float, default=None, help=f"video frame rate ({FROM_CHECKPOINT})")
+    g.add_argument("--width", type=int, default=None, help=f"frame width in pixels, a multiple of 64 ({FROM_CHECKPOINT})")
+    g.add_argument("--height", type=int, default=None, help=f"frame height in pixels ({FROM_CHECKPOINT})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m emo_models", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_render_options(parser: argparse.ArgumentParser) -> None:
+    """Sampling options; each defaults to the checkpoint's preset (``generate`` and ``demo``)."""
+    from .preset import FIRST_CLIP_MOTION
+    from .schedulers import SCHEDULERS
 
-    g = sub.add_parser("generate", help="portrait + audio -> talking-portrait mp4")
-    g.add_argument("--image", required=True)
-    g.add_argument("--audio", required=True)
-    g.add_argument("--out", required=True)
-    g.add_argument("--checkpoint", required=True, help="native EMO checkpoint folder")
-    g.add_argument("--steps", type=int, default=40)
-    g.add_argument("--cfg", type=float, default=3.5, help="guidance scale for reference and audio")
-    g.add_argument("--cfg-reference", type=float, default=None)
-    g.add_argument("--cfg-audio", type=float, default=None)
-    g.add_argument("--fps", type=float, default=None, help="default: the checkpoint's")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--speed", type=float, default=0.5, help="head motion, degrees/frame (0.1-1.3)")
-    g.add_argument("--width", type=int, default=None)
-    g.add_argument("--height", type=int, default=None)
-    g.add_argument("--scheduler", default="ddim", choices=["ddim", "dpmpp_2m", "euler"])
-    g.add_argument("--crop", default="center", choices=["center", "pad", "stretch"])
-    g.add_argument("--face-box", default=None, help="x0,y0,x1,y1 in input pixels: face locator mask + crop")
-    g.add_argument("--device", default="auto")
-    g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    g.set_defaults(func=run_generate)
+    g = parser.add_argument_group("sampling")
+    g.add_argument("--steps", type=int, default=None, help=f"denoising steps per clip ({FROM_CHECKPOINT})")
+    g.add_argument("--cfg", type=float, default=None,
+                   help=f"guidance scale, unconditional vs full: 2 passes per step; 1 = off ({FROM_CHECKPOINT})")
+    g.add_argument("--cfg-reference", type=float, default=None,
+                   help=f"separate guidance scale for the reference; unequal scales cost a 3rd pass ({FROM_CHECKPOINT} "
+                        "or --cfg)")
+    g.add_argument("--cfg-audio", type=float, default=None,
+                   help=f"separate guidance scale for the audio ({FROM_CHECKPOINT} or --cfg)")
+    g.add_argument("--scheduler", default=None, choices=list(SCHEDULERS), help=f"sampler ({FROM_CHECKPOINT})")
+    g.add_argument("--speed", type=float, default=None,
+                   help=f"head motion in degrees/frame, 0.1-1.0 speech, 1.0-1.3 singing ({FROM_CHECKPOINT})")
+    g.add_argument("--frames-per-clip", type=int, default=None, help=f"new frames per clip ({FROM_CHECKPOINT})")
+    g.add_argument("--motion-frames", type=int, default=None,
+                   help=f"frames of the previous clip each clip continues ({FROM_CHECKPOINT})")
+    g.add_argument("--first-clip", default=None, choices=FIRST_CLIP_MOTION,
+                   help=f"motion frames of the first clip: the reference repeated, or none ({FROM_CHECKPOINT})")
+    g.add_argument("--seed", type=int, default=0, help="noise seed; the same seed and inputs give the same video")
 
-    i = sub.add_parser("inspect", help="what a weights file or folder is, and how it differs from ours")
-    i.add_argument("path")
-    i.set_defaults(func=run_inspect)
 
-    n = sub.add_parser("init", help="assemble a native EMO checkpoint from SD-1.5/AnimateDiff/wav2vec2 parts")
-    n.add_argument("--config", default="full", choices=["tiny", "full", "demo"])
-    n.add_argument("--out", required=True)
-    n.add_argument("--base", default=None, help="SD-1.5 single file or diffusers folder")
-    n.add_argument("--vae", default=None)
-    n.add_argument("--motion-module", default=None, help="AnimateDiff mm_sd_v15_v2 .ckpt/.safetensors")
-    n.add_argument("--audio-encoder", default=None, help="wav2vec2 folder or .safetensors")
-    n.add_argument("--seed", type=int, default=0)
-    n.set_defaults(func=run_init)
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """Where the model runs and in what precision."""
+    from .devices import DTYPES
 
-    for register in _extra_commands():
-        register(sub)
+    g = parser.add_argument_group("device")
+    g.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda or cuda:N")
+    g.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="weights precision; auto: fp16 on a "
+                   "GPU, fp32 on the CPU")
+
+
+def render_settings(config, args):
+    """The :class:`~emo_models.render.RenderSettings` of ``add_render_options``' options."""
+    from .render import RenderSettings
+
+    return RenderSettings.from_config(
+        config, steps=args.steps, scheduler=args.scheduler, cfg=args.cfg, cfg_reference=args.cfg_reference,
+        cfg_audio=args.cfg_audio, frames_per_clip=args.frames_per_clip, motion_frames=args.motion_frames,
+        first_clip_motion=args.first_clip, seed=args.seed, speed=args.speed)
+
+
+# ---- the parser and the entry point --------------------------------------------------------------
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command; the options of ``only`` that one (None: all, importing every module)."""
+    parser = argparse.ArgumentParser(prog="python -m emo_models", formatter_class=HelpFormatter,
+                                     description="EMO (Emote Portrait Alive): portrait + speech or singing -> video.")
+    parser.add_argument("--version", action="version", version=f"emo-comfy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help, formatter_class=HelpFormatter)
+        if only is None or only == command.name:
+            command.function("add_", "_arguments")(p)
+            p.set_defaults(run=command.function("run_"))
     return parser
-
-
-def _extra_commands():
-    """Commands defined elsewhere (training, demo) that add their own subparsers."""
-    import importlib
-
-    found = []
-    for module, attr in (("emo_models.training.cli", "register"), ("emo_models.training.prepare", "register"),
-                         ("emo_models.demo", "register"), ("emo_models.evaluation", "register")):
-        try:
-            found.append(getattr(importlib.import_module(module), attr))
-        except ModuleNotFoundError as err:
-            if err.name not in (module, module.rsplit(".", 1)[0]):
-                raise
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m emo_models``."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(only=chosen if chosen in {c.name for c in COMMANDS} else "").parse_args(argv)
+    _show_warnings()
     try:
-        return int(args.func(args) or 0)
+        return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
+
+
+def _show_warnings() -> None:
+    """Print the package's warnings (e.g. no face found) as ``warning: ...`` lines on stderr."""
+    log = logging.getLogger("emo_models")
+    if not any(getattr(h, "emo_cli", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        handler.emo_cli = True
+        log.addHandler(handler)

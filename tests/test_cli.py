@@ -1,4 +1,4 @@
-"""The command line end to end on a tiny checkpoint: init -> generate -> mp4 with audio; inspect."""
+"""The command line end to end on a tiny checkpoint: init -> generate -> mp4 with audio; inspect; the command table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from emo_models.cli import main
+from emo_models.cli import COMMANDS, HelpFormatter, build_parser, main
 from emo_models.media import probe_video
 
 
@@ -61,12 +61,16 @@ def test_failed_generation_leaves_nothing_at_out(checkpoint, tmp_path, capsys):
 
 
 def test_interrupted_generation_leaves_nothing_at_out(checkpoint, tmp_path, monkeypatch):
-    from emo_models import pipeline
+    from emo_models import render
+
+    real = render.render_clips
 
     def interrupted(*args, **kwargs):
+        clips = real(*args, **kwargs)
+        yield next(clips)  # the first clip reaches the video being written, then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline.EMOPipeline, "sample", interrupted)
+    monkeypatch.setattr(render, "render_clips", interrupted)
     image = _photo(tmp_path / "face.png", "RGB", (64, 64))
     audio = _speech(tmp_path / "speech.wav", 0.5, 16000, 1)
     out = tmp_path / "talk.mp4"
@@ -85,3 +89,81 @@ def test_inspect_names_a_native_checkpoint(checkpoint, capsys):
     assert main(["inspect", str(checkpoint)]) == 0
     text = capsys.readouterr().out.lower()
     assert "emo" in text and "backbone" in text
+
+
+def test_every_option_of_every_command_has_help_that_shows_its_default():
+    import argparse
+
+    parser = build_parser()  # every command's options
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert list(commands) == [c.name for c in COMMANDS]
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.dest == "help" or not action.option_strings:
+                continue
+            where = f"{name} {action.option_strings[0]}"
+            assert action.help, f"{where} has no help text"
+            flag = action.nargs == 0
+            text = HelpFormatter(name)._get_help_string(action)
+            assert action.required or flag or "default" in text, f"{where}: help does not show its default"
+
+
+def test_sampling_options_default_to_the_checkpoint(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--steps", "--cfg", "--scheduler", "--fps", "--width", "--speed", "--frames-per-clip"):
+        assert f"{option} " in text
+    assert text.count("default: from the checkpoint") >= 9
+
+
+def test_version_is_the_packages(capsys):
+    import re
+    from pathlib import Path
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    version = re.search(r'^version = "(.+)"', pyproject, re.MULTILINE).group(1)
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"emo-comfy {version}"
+
+
+def test_init_says_parts_not_given_stay_random_and_defaults_to_full_size(capsys):
+    with pytest.raises(SystemExit):
+        main(["init", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Every part you do not give stays randomly initialised" in text
+    assert "(default: full)" in text and "full = SD-1.5 at 512x512" in text
+
+
+@pytest.mark.parametrize("argv, absent", [
+    (["--help"], ("torch", "diffusers", "emo_models.cli_generate", "emo_models.training.prepare")),
+    (["generate", "--help"], ("diffusers", "transformers", "librosa", "emo_models.training.prepare",
+                              "emo_models.demo.recipe")),
+])
+def test_help_imports_only_what_the_chosen_command_needs(argv, absent):
+    import subprocess
+    import sys
+
+    code = (f"import sys; from emo_models.cli import main\ntry: main({argv!r})\nexcept SystemExit: pass\n"
+            f"print([m for m in {absent!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--steps", "0", "steps: 0; give a whole number of denoising steps >= 1"),
+    ("--fps", "0", "fps: 0.0; give a frame rate above 0"),
+    ("--face-box", "1,2", "--face-box: '1,2'; give four numbers x0,y0,x1,y1"),
+    ("--cfg", "nan", "cfg: nan; give a finite guidance scale"),
+    ("--upscale", "0", "--upscale: 0; give 1 (as generated) or more"),
+])
+def test_bad_options_are_refused_naming_them_and_nothing_is_written(checkpoint, tmp_path, capsys, option, value,
+                                                                    message):
+    image = _photo(tmp_path / "face.png", "RGB", (64, 64))
+    audio = _speech(tmp_path / "speech.wav", 0.5, 16000, 1)
+    out = tmp_path / "talk.mp4"
+    assert main(["generate", "--image", str(image), "--audio", str(audio), "--out", str(out),
+                 "--checkpoint", str(checkpoint), option, value]) == 2
+    assert message in capsys.readouterr().err and not out.exists()

@@ -14,11 +14,11 @@ from emo_models.demo import DEMO_AUDIO, DEMO_MODEL, DEMO_PORTRAIT
 from emo_models.demo.data import HELD_OUT_BASE, held_out_seed, train_seed
 from emo_models.media import load_audio, probe_video
 
-bundled = pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file(), reason="no bundled demo model in assets/")
 
+def test_bundled_checkpoint_is_package_data_safetensors_under_25_mb_and_loads():
+    import emo_models
 
-@bundled
-def test_bundled_checkpoint_is_safetensors_under_25_mb_and_loads():
+    assert DEMO_MODEL.is_relative_to(Path(emo_models.__file__).parent)  # inside the package: installed with it
     files = sorted(DEMO_MODEL.iterdir())
     weights = [f for f in files if f.suffix == ".safetensors"]
     assert weights and all(f.suffix in (".safetensors", ".json") for f in files)
@@ -31,7 +31,6 @@ def test_bundled_checkpoint_is_safetensors_under_25_mb_and_loads():
     assert "train-demo" in metadata["command"] and "seed" in metadata
 
 
-@bundled
 def test_demo_with_no_arguments_but_steps_writes_every_frame_and_the_audio(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--steps", "1"]) == 0
@@ -40,7 +39,17 @@ def test_demo_with_no_arguments_but_steps_writes_every_frame_and_the_audio(tmp_p
     assert info["frames"] == round(seconds * 25) and info["has_audio"] and info["codec"] == "h264"
 
 
-@bundled
+def test_the_demo_samples_as_it_was_trained_with_its_checkpoints_preset():
+    from emo_models.config import EMOConfig, demo_config
+
+    preset = EMOConfig.load(DEMO_MODEL / "config.json").generation
+    assert preset == demo_config().generation
+    assert (preset.steps, preset.guidance, preset.guidance_reference, preset.first_clip_motion) == (10, 2.0, 1.0,
+                                                                                                   "reference")
+    face_box = json.loads((DEMO_MODEL / "metadata.json").read_text())["face_box"]  # pixels at 64x64
+    assert preset.face_box == tuple(v / 64 for v in face_box) and not preset.detect_face
+
+
 def test_demo_takes_your_own_image_and_audio(tmp_path):
     import soundfile as sf
     from PIL import Image
@@ -75,4 +84,6 @@ def test_train_demo_runs_every_phase_on_a_tiny_budget(tmp_path):
     assert seeds == [100_000, 100_001]
     pipeline = load_demo_pipeline(run.exported)
     assert pipeline.config.vae["scaling_factor"] != 1.0  # fitted to the trained autoencoder's latents
+    face_box = json.loads((run.exported / "metadata.json").read_text())["face_box"]
+    assert pipeline.config.generation.face_box == tuple(v / 64 for v in face_box)  # the export writes the preset
     assert (tmp_path / "assets" / "demo_portrait.png").is_file() and (tmp_path / "assets" / "demo_audio.wav").is_file()

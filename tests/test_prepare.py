@@ -3,7 +3,6 @@ and skipped, never kept."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -14,11 +13,12 @@ import pytest
 from skimage import data
 
 from emo_models.audio import build_wav2vec2
+from emo_models.cli import build_parser
 from emo_models.config import tiny_config
 from emo_models.demo.synthetic import generate_clip, synthesize_speech, write_clip_video
 from emo_models.media import load_audio, write_video
 from emo_models.training.dataset import ClipDataset, read_index
-from emo_models.training.prepare import prepare_videos, register, write_face_sidecar
+from emo_models.training.prepare import prepare_videos, write_face_sidecar
 
 FPS, SIZE, SR = 25.0, 64, 16000
 ESPEAK = shutil.which("espeak-ng")
@@ -178,19 +178,18 @@ def test_cli_prepare_command_parses_face_box_and_writes_the_index(tmp_path, caps
     videos.mkdir()
     clip = generate_clip(0, seconds=0.8, size=96)
     write_clip_video(clip, videos / "talk.mp4")
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
+    parser = build_parser(only="prepare")
     box = ",".join(str(v) for v in clip.face_box)
     args = parser.parse_args(["prepare", "--videos", str(videos), "--out", str(tmp_path / "ds"), "--size", "64",
                               "--face-box", box])  # fmt: skip
-    assert args.func(args) == 0
+    assert args.run(args) == 0
     assert "1 clips written" in capsys.readouterr().out
     assert json.loads((tmp_path / "ds" / "index.json").read_text())["clips"] == ["talk-000"]
     bad = parser.parse_args(
         ["prepare", "--videos", str(videos), "--out", str(tmp_path / "x"), "--face-box", "1,2"]
     )
     with pytest.raises(ValueError, match="--face-box"):
-        bad.func(bad)
+        bad.run(bad)
 
 
 def test_missing_videos_folder_is_an_error_naming_it(tmp_path):

@@ -3,7 +3,7 @@
 data (procedural talking faces, :mod:`.data`) -> autoencoder (:mod:`.autoencoder`) -> init
 checkpoint -> stage 1 (images) -> stage 2 (video + audio) -> stage 3 (speed), each stage through
 :func:`.train.train` exactly as ``python -m emo_models train`` runs it, then the last checkpoint is
-exported (fp16 model and VAE, fp32 wav2vec2) to ``assets/demo_model``.
+exported (fp16 model and VAE, fp32 wav2vec2) to the package's ``assets/demo_model`` (:data:`.DEMO_MODEL`).
 
 Every phase runs a fixed number of steps, so a seed reproduces the checkpoint; ``--minutes`` scales all
 of them (30 is the recipe; 0.1 is a smoke test). Where it departs from the paper, because the demo
@@ -25,7 +25,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +143,10 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
     with _timed(run, "data", log):
         data = write_demo_dataset(out / "data", pipeline.audio_encoder, recipe.clips, seconds=recipe.seconds,
                                   size=config.width, fps=config.fps, run_seed=seed)
+        # the checkpoint's default face region (its preset) is where the training faces sit
+        x0, y0, x1, y1 = typical_face_box(data)
+        config.generation = replace(config.generation, face_box=(x0 / config.width, y0 / config.height,
+                                                                 x1 / config.width, y1 / config.height))
     with _timed(run, "autoencoder", log):
         frames, boxes = dataset_frames(data, every=2)
         weights = region_weights(torch.from_numpy(boxes), config.height, config.width, recipe.ae_face_weight,
@@ -197,16 +201,13 @@ def run_train_demo(args) -> int:
     return 0 if run.checkpoint else 1
 
 
-def register(subparsers) -> None:
-    """Add ``train-demo`` to ``python -m emo_models``."""
-    t = subparsers.add_parser("train-demo", help="train the bundled demo model from scratch (30 min, 2 CPU cores)",
-                              description=__doc__.splitlines()[0])
+def add_train_demo_arguments(t) -> None:
+    """Options of ``python -m emo_models train-demo`` (listed in :data:`emo_models.cli.COMMANDS`)."""
     t.add_argument("--out", required=True, help="working folder: data/, init/, stage1/ ... stage3/")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of the data, the initialisation and every stage")
     t.add_argument("--minutes", type=float, default=REFERENCE_MINUTES,
                    help="scales every phase's step count (30: the recipe that made the bundled model)")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    t.add_argument("--export", default=None, help="where the final model goes (default: assets/demo_model)")
-    t.add_argument("--no-export", action="store_true", help="leave assets/ untouched")
+    t.add_argument("--export", default=None, help="where the final model goes (default: the bundled one, emo_models/demo/assets/demo_model)")
+    t.add_argument("--no-export", action="store_true", help="leave the bundled model untouched")
     t.add_argument("--clean", action="store_true", help="delete data and intermediate stages at the end")
-    t.set_defaults(func=run_train_demo)

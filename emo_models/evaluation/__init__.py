@@ -6,7 +6,3 @@ keyed like their published weight files), ``expression`` (E-FID's blendshape sub
 (per-metric feature extraction and protocol), ``evaluate`` (the report), ``command`` (the CLI).
 Nothing heavy is imported here.
 """
-
-from .command import register
-
-__all__ = ["register"]

@@ -30,35 +30,36 @@ def run_train(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    """Add the ``train`` command to ``python -m emo_models``."""
-    t = subparsers.add_parser("train", help="train one stage (1 image, 2 video, 3 speed) with accelerate",
-                              description="Train one stage of EMO's recipe on a prepared clip dataset; "
-                                          "resumes from --out's latest checkpoint when there is one.")
+def add_train_arguments(t) -> None:
+    """Options of ``python -m emo_models train`` (listed in :data:`emo_models.cli.COMMANDS`)."""
+    t.description = ("Train one stage of EMO's recipe on a prepared clip dataset; resumes from --out's latest "
+                     "checkpoint when there is one.")
     t.add_argument("--stage", type=int, required=True, choices=[1, 2, 3],
                    help="1: images (backbone, ReferenceNet, face locator); 2: video (+ temporal, audio); "
                         "3: speed (temporal + speed layers only)")
     t.add_argument("--data", required=True, help="prepared clip dataset folder (index.json + clips/)")
     t.add_argument("--init", default=None,
-                   help="EMO checkpoint to start from, or the previous stage's --out (not needed to resume)")
+                   help="EMO checkpoint to start from, or the previous stage's --out (default: none, to resume --out)")
     t.add_argument("--out", required=True, help="checkpoints, log.csv and tensorboard/ go here")
     t.add_argument("--steps", type=int, default=1000, help="train until this global step")
     t.add_argument("--batch-size", type=int, default=1, help="samples per process per step")
-    t.add_argument("--lr", type=float, default=1e-5)
-    t.add_argument("--weight-decay", type=float, default=1e-2)
-    t.add_argument("--adam-epsilon", type=float, default=1e-8)
-    t.add_argument("--lr-warmup-steps", type=int, default=0)
+    t.add_argument("--lr", type=float, default=1e-5, help="learning rate (the paper's 1e-5)")
+    t.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
+    t.add_argument("--adam-epsilon", type=float, default=1e-8, help="AdamW epsilon")
+    t.add_argument("--lr-warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
     t.add_argument("--max-grad-norm", type=float, default=1.0, help="0: no clipping")
-    t.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
-    t.add_argument("--gradient-checkpointing", action="store_true")
+    t.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"],
+                   help="autocast precision of the forward pass")
+    t.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations: less memory, "
+                   "slower steps")
     t.add_argument("--ema", type=float, default=None, help="EMA decay of the trained weights (e.g. 0.9999); off by default")
     t.add_argument("--save-every", type=int, default=500, help="checkpoint every K steps (and at the end)")
-    t.add_argument("--keep-checkpoints", type=int, default=None, help="keep only the newest K checkpoints")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--keep-checkpoints", type=int, default=None, help="keep only the newest K checkpoints (default: all)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the data order, noise and dropout")
     t.add_argument("--resume", default=None, action="store_true",
                    help="require a checkpoint in --out to resume from (default: resume when there is one)")
-    t.add_argument("--no-resume", dest="resume", action="store_false", help="start over even if --out has checkpoints")
-    t.add_argument("--log-every", type=int, default=1)
+    t.add_argument("--no-resume", dest="resume", action="store_false", help="start over even if --out has checkpoints (default: resume)")
+    t.add_argument("--log-every", type=int, default=1, help="write log.csv every K steps")
     t.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
     t.add_argument("--drop-reference", type=float, default=0.05, help="reference dropout for guidance")
     t.add_argument("--drop-audio", type=float, default=0.05, help="audio dropout for guidance (stages 2, 3)")
@@ -66,4 +67,3 @@ def register(subparsers) -> None:
     t.add_argument("--lip-weight", type=float, default=1.0,
                    help="loss weight over the lip region, the lower middle of the face box (1: plain MSE)")
     t.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is present")
-    t.set_defaults(func=run_train)

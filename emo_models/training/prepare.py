@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ..face_detect import detect_face_boxes, fill_missing_boxes, square_box, union_box
+from ..face_region import FaceBox, parse_box
 from ..head_pose import head_poses, rotation_speed
 from ..media import SILENCE_PEAK, read_video, resample
 from .dataset import write_clip, write_index
 
-__all__ = ["VIDEO_SUFFIXES", "PrepareReport", "prepare_videos", "register", "write_face_sidecar"]
+__all__ = ["VIDEO_SUFFIXES", "PrepareReport", "prepare_videos", "add_prepare_arguments", "write_face_sidecar"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 SAMPLE_RATE = 16000
@@ -153,11 +154,13 @@ def _prepare_video(video: Path, name: str, out_dir: Path, fps: float, size: int,
     indices = _frame_indices(len(source), source_fps, fps)
     wave = resample(np.asarray(audio, np.float32), int(rate), SAMPLE_RATE)
     sidecar = _read_sidecar(video)
+    height, width = source.shape[1:3]
+    if isinstance(face_box, FaceBox):  # fractions are of each video's own size
+        face_box = face_box.pixels(width, height)
     given = _given_boxes(face_box, sidecar, indices, len(source))
     sidecar_speed = None
     if sidecar is not None and sidecar["speed"] is not None:
         sidecar_speed = sidecar["speed"][np.clip(indices, 0, len(sidecar["speed"]) - 1)] * source_fps / fps
-    height, width = source.shape[1:3]
     every = max(1, int(round(fps / 5)))  # five detections a second; the rest are interpolated
     for k, (start, end) in enumerate(_clip_ranges(len(indices), fps, clip_seconds)):
         clip_id = f"{name}-{k:03d}"
@@ -212,12 +215,13 @@ def prepare_videos(
     audio_encoder=None,
     on_progress: Callable[[int, int], None] | None = None,
     expand: float = 1.8,
-    face_box: tuple[float, float, float, float] | None = None,
+    face_box: FaceBox | tuple[float, float, float, float] | None = None,
 ) -> PrepareReport:
     """Turn every video under ``videos_dir`` into clips of ``out_dir`` (see the module notes).
 
     audio_encoder: a wav2vec2 module (features cached per clip) or None; on_progress(done, total)
-    after each video; face_box: one box (source pixels) for every video instead of detection.
+    after each video; face_box: one box for every video instead of detection, in source pixels or a
+    :class:`~emo_models.face_region.FaceBox` (fractions are of each video's size).
     Returns the report; ``index.json`` lists the clips written by this call.
     """
     from tqdm.auto import tqdm
@@ -248,20 +252,6 @@ def prepare_videos(
     return report
 
 
-def _parse_face_box(text: str):
-    if text in (None, "", "auto"):
-        return None
-    try:
-        box = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-        raise ValueError(
-            f"--face-box: {text!r}; give 'auto' or x0,y0,x1,y1 in source pixels with x1>x0, y1>y0"
-        )
-    return box
-
-
 def run_prepare(args) -> int:
     """The ``prepare`` command: load the checkpoint's wav2vec2 when given, prepare, print the report."""
     encoder = None
@@ -271,28 +261,27 @@ def run_prepare(args) -> int:
         pipeline, _ = load_pipeline(args.checkpoint)
         encoder = pipeline.audio_encoder.eval()
     report = prepare_videos(args.videos, args.out, fps=args.fps, size=args.size, clip_seconds=args.clip_seconds,
-                            audio_encoder=encoder, expand=args.expand, face_box=_parse_face_box(args.face_box))  # fmt: skip
+                            audio_encoder=encoder, expand=args.expand, face_box=parse_box(args.face_box, "--face-box"))  # fmt: skip
     print(report)
     if encoder is None:
         print("no --checkpoint: audio features not cached; `train` computes them with its wav2vec2")
     return 0 if report.clips else 1
 
 
-def register(subparsers) -> None:
-    """Add the ``prepare`` command to ``python -m emo_models``."""
-    p = subparsers.add_parser("prepare", help="talking-head videos -> a clip dataset for `train`",
-                              description=__doc__.splitlines()[0])  # fmt: skip
+def add_prepare_arguments(p) -> None:
+    """Options of ``python -m emo_models prepare`` (listed in :data:`emo_models.cli.COMMANDS`)."""
     p.add_argument(
         "--videos", required=True, help="folder of mp4/mov/mkv/webm/avi files (searched recursively)"
     )
     p.add_argument("--out", required=True, help="dataset folder to write (index.json + clips/)")
-    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the clips (the model's fps)")
     p.add_argument("--size", type=int, default=512, help="square crop size in pixels (multiple of 8)")
     p.add_argument(
         "--clip-seconds", type=float, default=0.0, help="cut videos into clips this long; 0: whole"
     )
-    p.add_argument("--checkpoint", default=None, help="EMO checkpoint whose wav2vec2 computes audio features")
+    p.add_argument("--checkpoint", default=None, help="EMO checkpoint whose wav2vec2 computes audio features "
+                   "(default: none; `train` computes them)")
     p.add_argument("--expand", type=float, default=1.8, help="crop = union of face boxes grown by this")
     p.add_argument("--face-box", default="auto",
-                   help="'auto' (detect) or x0,y0,x1,y1 for every video; <video>.face.json overrides")  # fmt: skip
-    p.set_defaults(func=run_prepare)
+                   help="'auto' (detect) or x0,y0,x1,y1 for every video, as fractions of the video or pixels; "
+                        "<video>.face.json overrides")  # fmt: skip
