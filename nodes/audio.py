@@ -7,8 +7,9 @@ import dataclasses
 from . import comfy_bridge
 from .boundary import audio_to_waveform
 
-FPS = ("FLOAT", {"default": 25.0, "min": 1.0, "max": 120.0, "step": 1.0,
-                 "tooltip": "Video frame rate; give CreateVideo the same (connect the fps output)."})
+FPS = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 120.0, "step": 1.0,
+                 "tooltip": "Video frame rate; 0 = from the checkpoint. Give CreateVideo the same (connect the fps "
+                 "output)."})
 SECONDS = {"min": 0.0, "max": 86400.0, "step": 0.01}
 
 
@@ -19,7 +20,8 @@ class AudioFeatures:
     RETURN_TYPES = ("EMO_AUDIO", "AUDIO", "INT", "FLOAT")
     RETURN_NAMES = ("emo_audio", "audio", "frames", "fps")
     OUTPUT_TOOLTIPS = ("Audio features for EMO Sampler.", "The chosen span, for CreateVideo.",
-                       "Video frames this span gives: round(seconds x fps).", "The frame rate, for CreateVideo.")
+                       "Video frames this span gives (seconds x fps, rounded as the checkpoint says).",
+                       "The frame rate, for CreateVideo.")
     FUNCTION = "encode"
     DESCRIPTION = __doc__
 
@@ -35,19 +37,14 @@ class AudioFeatures:
         }}
 
     def encode(self, emo_model, audio, fps, start, duration):
-        from emo_models.media import prepare_waveform, trim_audio
+        from emo_models.media import trim_audio
 
         waveform, rate = audio_to_waveform(audio, "audio")
-        if not fps > 0:
-            raise ValueError(f"fps: {fps}; give a positive frame rate (25 or 30 typical)")
         span = trim_audio(waveform, rate, start, duration)
         label = f"audio ({start:g} s + {'rest' if duration == 0 else f'{duration:g} s'})"
-        pipeline = emo_model.loaded()
-        target = pipeline.config.audio_sample_rate
-        wave = prepare_waveform(span, rate, target, name=label)
-        encoding = pipeline.encode_audio(wave, fps)
+        encoding = emo_model.loaded().encode_audio(span, rate, fps=fps or None, name=label)
         encoding = dataclasses.replace(encoding, windows=encoding.windows.to(comfy_bridge.intermediate_device()))
-        return encoding, {"waveform": span, "sample_rate": rate}, encoding.frames, float(fps)
+        return encoding, {"waveform": span, "sample_rate": rate}, encoding.frames, encoding.fps
 
 
 class AudioFrameInfo:
@@ -61,13 +58,11 @@ class AudioFrameInfo:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"audio": ("AUDIO",), "fps": FPS}}
+        return {"required": {"emo_model": ("EMO_MODEL", {"tooltip": "The model: its fps and frame rounding."}),
+                             "audio": ("AUDIO",), "fps": FPS}}
 
-    def measure(self, audio, fps):
-        from emo_models.media import frame_count
-
+    def measure(self, emo_model, audio, fps):
         waveform, rate = audio_to_waveform(audio, "audio", silence_ok=True)
-        if not fps > 0:
-            raise ValueError(f"fps: {fps}; give a positive frame rate (25 or 30 typical)")
         samples = int(waveform.shape[-1])
-        return frame_count(samples, rate, fps), samples / rate, float(fps)
+        frames, fps = emo_model.pipeline.count_frames(samples, rate, fps or None)
+        return frames, samples / rate, fps

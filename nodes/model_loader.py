@@ -6,12 +6,13 @@ import os
 
 import torch
 
+from emo_models.devices import DTYPES
+
 from . import comfy_bridge
 from .types import EMOModelHandle
 
 ASSEMBLE = "(assemble from parts)"
 NONE = "(none)"
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRESETS = ("full", "tiny")
 
 

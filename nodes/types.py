@@ -17,6 +17,7 @@ import torch
 from . import comfy_bridge
 
 if TYPE_CHECKING:
+    from emo_models.face_region import Portrait
     from emo_models.pipeline import EMOPipeline, ReferenceEncoding
 
 
@@ -41,16 +42,11 @@ class EMOModelHandle:
 
 @dataclass(frozen=True, eq=False)
 class EncodedReference:
-    """EMO_REFERENCE: the encoded portrait and how it was fitted from the input image.
-
-    source_size: (H, W) of that image; mode/box: the ``fit_image`` arguments used, so a face mask
-    drawn on the same image is fitted the same way.
-    """
+    """EMO_REFERENCE: the encoded portrait, and the portrait itself: fitted image, how it was fitted (so
+    a face mask drawn on the input image is fitted the same way) and its face, as given or detected."""
 
     encoding: ReferenceEncoding
-    source_size: tuple[int, int]
-    mode: str
-    box: tuple[float, float, float, float] | None = None
+    portrait: Portrait
 
     def to(self, device: torch.device, dtype: torch.dtype) -> EncodedReference:
         """A copy with the encoding's tensors on ``device``/``dtype``."""
@@ -58,21 +54,6 @@ class EncodedReference:
         moved = dataclasses.replace(e, latent=e.latent.to(device, dtype), image=e.image.to(device, torch.float32),
                                     features={k: v.to(device, dtype) for k, v in e.features.items()})
         return dataclasses.replace(self, encoding=moved)
-
-    def fit_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """Face mask (B, 1, h, w) on the input image -> (1, 1, H, W) on the model's frame (union over B)."""
-        from emo_models.media import fit_image
-
-        height, width = self.encoding.image.shape[-2:]
-        union = mask.amax(dim=0, keepdim=True)
-        if tuple(union.shape[-2:]) == (height, width) and tuple(union.shape[-2:]) != self.source_size:
-            return union  # already drawn on the fitted frame
-        if tuple(union.shape[-2:]) != self.source_size:
-            union = torch.nn.functional.interpolate(union, size=self.source_size, mode="bilinear")
-        # fit the complement with white padding, so padded borders come out as 0 (no face there)
-        fitted = fit_image((1 - union).expand(-1, 3, -1, -1), width, height, mode=self.mode, box=self.box,
-                           fill="white")
-        return (1 - fitted[:, :1]).clamp(0, 1)
 
 
 _KEYFRAME = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*:\s*([-+0-9.eE]+)\s*$")

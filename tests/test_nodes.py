@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACK = "emo_comfy_pack"
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 FAST = {"steps": 2, "frames_per_clip": 4, "motion_frames": 2}  # 2 clips of 4 frames for 0.3 s at 25 fps
-ONE_PASS = {**FAST, "reference_cfg": 1.0, "audio_cfg": 1.0}  # no guidance: one model pass per step
+ONE_PASS = {**FAST, "cfg": 1.0}  # no guidance: one model pass per step
 
 
 def load_pack():
@@ -232,7 +232,7 @@ def test_chain_of_nodes_makes_one_frame_per_audio_frame(emo_model):
     (speed,) = run_node("EMOSpeedCondition", speed=0.8, schedule="0:0.2, 6:1.0")
     images, latent = run_node("EMOSampler", emo_model=emo_model, reference=reference, emo_audio=emo_audio,
                               face_mask=mask, speed=speed, **FAST)
-    info = run_node("EMOAudioFrameInfo", audio=span, fps=fps)
+    info = run_node("EMOAudioFrameInfo", emo_model=emo_model, audio=span, fps=fps)
     assert fitted.shape == (1, 64, 64, 3) and mask.shape == (1, 80, 100)
     assert frames == info[0] == 8 and fps == 25.0 and info[1] == pytest.approx(0.3, abs=1e-4)
     assert span["waveform"].shape == (1, 2, 13230) and span["sample_rate"] == 44100
@@ -277,9 +277,18 @@ def test_extend_continues_from_the_last_frames_and_returns_the_whole_video(emo_m
     with pytest.raises(ValueError, match=r"frames: 128x128 pixels; the model makes 64x64"):
         run_node("EMOExtendWithMotionFrames", emo_model=emo_model, reference=reference,
                  frames=torch.rand(4, 128, 128, 3), emo_audio=audio, **FAST)
-    with pytest.raises(ValueError, match=r"frames: 1 frames but motion_frames is 2"):
+    with pytest.raises(ValueError, match=r"frames: 1 frames to continue but motion_frames is 2"):
         run_node("EMOExtendWithMotionFrames", emo_model=emo_model, reference=reference, frames=first[:1],
                  emo_audio=audio, **FAST)
+
+
+def test_extending_a_samplers_frames_gives_exactly_one_longer_run(emo_model, encoded):
+    reference, audio = encoded  # 8 frames: two clips of 4
+    whole, _ = run_node("EMOSampler", emo_model=emo_model, reference=reference, emo_audio=audio, **FAST)
+    first, _ = run_node("EMOSampler", emo_model=emo_model, reference=reference, emo_audio=audio.span(0, 4), **FAST)
+    (extended,) = run_node("EMOExtendWithMotionFrames", emo_model=emo_model, reference=reference, frames=first,
+                           emo_audio=audio.span(4, 8), **FAST)
+    assert torch.equal(extended, whole)
 
 
 # ---- faces and masks -----------------------------------------------------------------------------
@@ -299,7 +308,7 @@ def test_no_face_is_an_error_that_says_what_to_connect(emo_model):
     noise = torch.rand(1, 64, 64, 3)
     with pytest.raises(ValueError, match=r"image: no face found.*connect a mask or set a manual box"):
         run_node("EMOFaceLocatorMask", image=noise)
-    with pytest.raises(ValueError, match=r"image: no face found.*use crop center or pad, or connect a mask"):
+    with pytest.raises(ValueError, match=r"image: no face found.*give the face region.*or crop 'center' or 'pad'"):
         run_node("EMOEncodeReference", emo_model=emo_model, image=noise, crop="face")
 
 
@@ -313,7 +322,7 @@ def test_face_mask_is_fitted_to_the_reference_like_the_image(emo_model):
     full = torch.ones(1, 80, 100)
     for crop, border in (("center", 1.0), ("pad", 0.0)):
         reference, _ = run_node("EMOEncodeReference", emo_model=emo_model, image=torch.rand(1, 80, 100, 3), crop=crop)
-        fitted = reference.fit_mask(full[:, None])
+        fitted = reference.portrait.fit.mask(full[:, None])
         assert fitted.shape == (1, 1, 64, 64) and fitted[0, 0, 32, 32] == 1 and fitted[0, 0, 0, 32] == border
 
 
