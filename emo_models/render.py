@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -147,24 +148,27 @@ def clip_noise(seed: int, first_frame: int, shape: tuple[int, ...]) -> torch.Ten
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
-def _windows(windows: torch.Tensor, frames: int) -> torch.Tensor:
-    """Audio windows for ``frames`` frames: the last frame's repeated for a final partial clip. (F, ...)."""
-    if windows.shape[0] >= frames:
-        return windows[:frames]
-    return torch.cat([windows, windows[-1:].expand(frames - windows.shape[0], *windows.shape[1:])])
+def _clip_windows(windows: torch.Tensor, start: int, frames: int) -> torch.Tensor:
+    """Audio windows (F, ...) of frames [start, start + frames): a final partial clip repeats the last one."""
+    span = windows[start:start + frames]
+    if span.shape[0] == frames:
+        return span
+    return torch.cat([span, windows[-1:].expand(frames - span.shape[0], *windows.shape[1:])])
 
 
 @torch.no_grad()
 def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: AudioEncoding, face_mask: torch.Tensor,
                  settings: RenderSettings, *, previous_frames: torch.Tensor | None = None,
-                 on_step: OnStep | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> Iterator[RenderedClip]:
+                 on_step: OnStep | None = None, should_stop: Callable[[], bool] | None = None,
+                 initial_noise: Callable[[int, tuple[int, ...]], torch.Tensor] | None = None) -> Iterator[RenderedClip]:
     """Render ``audio.frames`` frames of the portrait, one :class:`RenderedClip` per clip as it is done.
 
     face_mask: (1, 1, H, W) face-locator mask on the model's frame (always given: see
     :func:`emo_models.face_region.locator_mask`). previous_frames: (k, 3, H, W) in [0, 1], the video so
     far (k >= n; only its last n frames are read), to continue it. on_step(done, total, latents) after
     every denoising step; should_stop() before each, raising :class:`GenerationCancelled` when it says so.
+    initial_noise(first_frame, shape): a clip's starting noise (default :func:`clip_noise` of the seed),
+    e.g. to replay another implementation's noise in a parity check.
     """
     model = pipeline.model
     f, n = settings.frames_per_clip, settings.motion_frames
@@ -176,7 +180,6 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
     total = audio.frames
     clips = math.ceil(total / f)
     speeds = speed_per_frame(settings.speed, clips * f)
-    windows = _windows(audio.windows, clips * f)
     branches = settings.guidance.branches(settings.uncond_drops)
     condition = ClipCondition(reference={k: x.to(device, dtype) for k, x in reference.features.items()},
                               face=model.encode_face(face_mask.to(device, dtype)))
@@ -203,12 +206,13 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
             motion = model.zero_motion(1, h, w, device, dtype, frames=n) if n else None
         cond = ClipCondition(
             reference=condition.reference, face=condition.face, motion=motion,
-            audio_tokens=model.encode_audio(windows[span][None].to(device, dtype)),
+            audio_tokens=model.encode_audio(_clip_windows(audio.windows, clip * f, f)[None].to(device, dtype)),
             speed_tokens=model.encode_speed(speeds[span][None].to(device)),
         )
         batch = model.guidance_batch(cond, [drops for _, drops in branches])
         scheduler = make_scheduler(pipeline.config.scheduler, settings.scheduler, settings.steps)
-        noise = clip_noise(settings.seed, start_frame + clip * f, (1, f, c, h, w))
+        first_frame = start_frame + clip * f
+        noise = (initial_noise or partial(clip_noise, settings.seed))(first_frame, (1, f, c, h, w))
         latents = (noise * scheduler.init_noise_sigma).to(device, dtype)
         for t in scheduler.timesteps:
             if should_stop is not None and should_stop():

@@ -133,9 +133,11 @@ def intermediate_device() -> torch.device:
 
 def default_dtype(device: torch.device) -> torch.dtype:
     """ComfyUI's UNet dtype for ``device`` (fp16/bf16 on GPUs, fp32 on CPU), limited to those three."""
+    from emo_models.devices import DTYPES
+
     if not HAVE_COMFY:
         return torch.float32
-    supported = [torch.float16, torch.bfloat16, torch.float32]
+    supported = [DTYPES["fp16"], DTYPES["bf16"], DTYPES["fp32"]]  # ComfyUI's order of preference
     dtype = _mm.unet_dtype(device, supported_dtypes=supported)
     return dtype if dtype in supported else torch.float16
 

@@ -117,3 +117,17 @@ def test_face_mask_must_be_the_frames_shape(tiny_pipeline, encoded):
         next(render_clips(tiny_pipeline, reference, audio, torch.ones(1, 1, 32, 32), settings))
     with pytest.raises(ValueError, match=r"frames: 1 frames to continue but motion_frames is 2"):
         next(render_clips(tiny_pipeline, reference, audio, MASK, settings, previous_frames=torch.rand(1, 3, 64, 64)))
+
+
+def test_a_clips_starting_noise_can_be_supplied(tiny_pipeline, encoded):
+    reference, audio = encoded
+    settings = RenderSettings.from_config(tiny_pipeline.config, steps=1, seed=4)
+    asked = []
+
+    def noise(first_frame, shape):
+        asked.append(first_frame)
+        return clip_noise(4, first_frame, shape)
+
+    supplied = render(tiny_pipeline, reference, audio.span(0, 8), MASK, settings, initial_noise=noise)
+    assert asked == [0, 4]
+    assert torch.equal(supplied.frames, render(tiny_pipeline, reference, audio.span(0, 8), MASK, settings).frames)
