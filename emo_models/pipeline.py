@@ -80,8 +80,13 @@ class EMOPipeline:
     # ---- once per video / per audio ----------------------------------------------------------------
     @torch.no_grad()
     def vae_encode(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (b, 3, H, W) in [0, 1] -> latents (b, 4, H/8, W/8), the distribution's mean (deterministic)."""
-        x = (images * 2 - 1).to(self.device, self.dtype)
+        """images: (b, 3, H, W) in [0, 1] -> latents (b, 4, H/8, W/8), the distribution's mean (deterministic).
+
+        The input is made contiguous (NCHW) first: convolutions on another memory layout of the same values
+        (decoded frames come back channels-last) round differently, and frames must encode the same however
+        they travelled (IMAGE round trips included).
+        """
+        x = (images * 2 - 1).to(self.device, self.dtype).contiguous()
         return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
 
     @torch.no_grad()
@@ -121,7 +126,7 @@ class EMOPipeline:
         frames = []
         for chunk in latents.split(slice_size):
             x = self.vae.decode(chunk.to(self.device, self.dtype) / self.vae.config.scaling_factor).sample
-            frames.append(((x.float() + 1) / 2).clamp(0, 1).cpu())
+            frames.append(((x.float() + 1) / 2).clamp(0, 1).cpu().contiguous())
         return torch.cat(frames)
 
     def generate(self, image: torch.Tensor, waveform, sample_rate: int | None = None, *, fps: float | None = None,

@@ -53,7 +53,9 @@ def test_extending_a_render_from_its_frames_is_bit_identical_to_one_longer_rende
     settings = RenderSettings.from_config(tiny_pipeline.config, steps=2, seed=3)
     whole = render(tiny_pipeline, reference, audio, MASK, settings)
     first = render(tiny_pipeline, reference, audio.span(0, 8), MASK, settings)  # two clips of 4
-    rest = render(tiny_pipeline, reference, audio.span(8, audio.frames), MASK, settings, previous_frames=first.frames)
+    as_image = first.frames.permute(0, 2, 3, 1).contiguous()  # frames as they come back from an IMAGE or a file
+    rest = render(tiny_pipeline, reference, audio.span(8, audio.frames), MASK, settings,
+                  previous_frames=as_image.permute(0, 3, 1, 2))
     assert whole.frames.shape == (30, 3, 64, 64)
     assert torch.equal(torch.cat([first.frames, rest.frames]), whole.frames)
     assert torch.equal(torch.cat([first.latents, rest.latents]), whole.latents)
