@@ -9,7 +9,7 @@ On held-out procedural clips (identities and voices never seen in training, :mod
 - motion: mean optical-flow head motion (pixels/frame) at speed 0.2, 0.7, 1.3 degrees/frame (must rise).
 The ground truth's own figures (rendered clips measured the same way) are printed beside them.
 
-    python bench/demo_quality.py [--checkpoint assets/demo_model --clips 20 --seconds 2 --steps 10 --motion-clips 8]
+    python bench/demo_quality.py [--checkpoint emo_models/demo/assets/demo_model --clips 20 --seconds 2 --steps 10 --motion-clips 8]
 """
 
 from __future__ import annotations

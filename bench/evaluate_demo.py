@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_quality import portrait  # noqa: E402
 
 from emo_models.cli import main as cli  # noqa: E402
-from emo_models.demo import DEMO_MODEL, animate, load_demo_pipeline  # noqa: E402
+from emo_models.demo import DEMO_MODEL, load_demo_pipeline  # noqa: E402
 from emo_models.demo.data import held_out_clip  # noqa: E402
 from emo_models.evaluation.i3d import InceptionI3d  # noqa: E402
 from emo_models.evaluation.inception import FIDInceptionV3  # noqa: E402
@@ -84,8 +84,8 @@ def main(argv=None) -> int:
         write_video(out / "reference" / name, clip.frames, clip.fps, audio=clip.audio, sample_rate=clip.sample_rate)
         write_video(out / "control" / name, other.frames[: len(clip.frames)], clip.fps, audio=clip.audio,
                     sample_rate=clip.sample_rate)
-        frames = animate(pipeline, portrait(clip), clip.audio, steps=args.steps, seed=args.seed,
-                         speed=clip.speed_scale, face_box=clip.face_box)[: len(clip.frames)]
+        frames = pipeline.generate(portrait(clip), clip.audio, clip.sample_rate, steps=args.steps, seed=args.seed,
+                                   speed=clip.speed_scale, face_box=clip.face_box)[: len(clip.frames)]
         write_video(out / "generated" / name, frames.permute(0, 2, 3, 1), clip.fps, audio=clip.audio,
                     sample_rate=clip.sample_rate)
         print(f"clip {i}: rendered and generated [{time.time() - started:.0f} s]", flush=True)
