@@ -80,7 +80,9 @@ def test_interrupted_generation_leaves_nothing_at_out(checkpoint, tmp_path, monk
 
 
 def test_missing_checkpoint_names_the_folder(tmp_path, capsys):
-    assert main(["generate", "--image", "x.png", "--audio", "y.wav", "--out", str(tmp_path / "o.mp4"),
+    image = _photo(tmp_path / "face.png", "RGB", (64, 64))
+    audio = _speech(tmp_path / "speech.wav", 0.5, 16000, 1)
+    assert main(["generate", "--image", str(image), "--audio", str(audio), "--out", str(tmp_path / "o.mp4"),
                  "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
 
