@@ -44,8 +44,10 @@ def _build(metric: str, path: Path, device, frame_step: int):
         from .expression import mediapipe_problem
 
         return mediapipe_problem() or metrics.ExpressionFeatures(path, frame_step)
-    return ("fsim: skipped, F-SIM needs emo_models.face_analysis (ArcFace via onnxruntime), which this "
-            "version does not have yet")
+    try:
+        return metrics.FaceSimilarity(path, frame_step)
+    except (FileNotFoundError, ImportError) as err:  # the detector beside it, or onnxruntime, missing
+        return f"fsim: skipped, {err}"
 
 
 def prepare_metrics(names: Sequence[str], folders: Sequence[Path], device="cpu", frame_step: int = 1):
@@ -104,7 +106,7 @@ def evaluate(pairs: Sequence[tuple[str, Path, Path]], ready: dict, skipped: dict
             row["sync"] = _sync_of(ready["sync"], generated, reference.audio)
             row["sync_reference"] = _sync_of(ready["sync"], reference, None)
         if "fsim" in ready:
-            row["fsim"] = ready["fsim"](reference.frames[0], generated)
+            row.update(ready["fsim"](reference.frames[0], generated))
         per_video[name] = row
         if on_pair is not None:
             on_pair(index + 1, len(pairs), name)

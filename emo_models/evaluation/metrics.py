@@ -4,6 +4,7 @@ features (FID, FVD, E-FID) or scores (Sync-C/D) the report aggregates, and state
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -130,3 +131,42 @@ class ExpressionFeatures:
 
     def __call__(self, video: Video) -> np.ndarray:
         return self.extract(video.frames[:: self.frame_step])
+
+
+class FaceSimilarity:
+    """F-SIM: cosine similarity of ArcFace embeddings, the reference portrait vs each generated frame.
+
+    The largest face of the reference video's first frame (the portrait the video animates) is embedded
+    once; every ``frame_step``-th generated frame's largest face is embedded and compared (unit-length
+    embeddings, so cosine = dot product). Frames where the detector finds no face are left out and counted.
+    """
+
+    def __init__(self, recognizer, frame_step: int = 1):
+        from ..face_analysis import FaceAnalysis, find_face_analysis_files
+
+        files = find_face_analysis_files(Path(recognizer).parent)
+        self.faces, self.frame_step = FaceAnalysis.from_files(files.detector, files.recognizer), frame_step
+        self.protocol = dict(
+            detector=files.detector.name, recognizer=files.recognizer.name,
+            reference="largest face of the reference video's first frame",
+            frames=f"generated frames 0, {frame_step}, {2 * frame_step}, ... (--frame-step); frames with no "
+                   "face detected are left out and counted in fsim_faces",
+            score="mean cosine similarity of unit-length 512-d ArcFace embeddings (x 1; the paper's 78.96 is x 100)")
+
+    def _embedding(self, frame: np.ndarray) -> np.ndarray | None:
+        from ..face_analysis import NoFaceError
+
+        try:
+            return self.faces.embed(frame, self.faces.largest_face(frame), normalize=True)
+        except NoFaceError:
+            return None
+
+    def __call__(self, reference_frame: np.ndarray, generated: Video) -> dict:
+        """reference_frame: (H, W, 3) uint8; generated: a decoded video -> {fsim, fsim_faces[, fsim_note]}."""
+        frames = generated.frames[:: self.frame_step]
+        reference = self._embedding(reference_frame)
+        if reference is None:
+            return dict(fsim=None, fsim_faces=f"0/{len(frames)}", fsim_note="no face in the reference's first frame")
+        scores = [float(np.dot(reference, e)) for e in map(self._embedding, frames) if e is not None]
+        row = dict(fsim=float(np.mean(scores)) if scores else None, fsim_faces=f"{len(scores)}/{len(frames)}")
+        return row | ({} if scores else dict(fsim_note="no face found in any generated frame"))
