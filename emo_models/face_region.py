@@ -191,21 +191,36 @@ def default_region(preset: GenerationPreset, height: int, width: int) -> torch.T
     return box_mask(FaceBox(preset.face_box, fractions=True).pixels(width, height), height, width)
 
 
-def locator_mask(portrait: Portrait, preset: GenerationPreset, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The face-locator mask (1, 1, H, W) of a portrait: where its face may move.
+def face_region_box(face: Box | None, preset: GenerationPreset, width: int, height: int, *, given: bool = False,
+                    expand: float | None = None) -> Box | None:
+    """Where the face may move on a width x height image, in pixels: a given face box as it is, a detected
+    one grown by ``expand`` (default ``preset.face_expand``); None when there is no face (the caller then
+    uses the checkpoint's default region, :func:`default_region`, after :func:`warn_default_region`)."""
+    if face is None:
+        return None
+    return tuple(face) if given else expand_box(face, expand or preset.face_expand, width, height)
 
-    mask (B, 1, h, w) drawn on the original image, if given; else the portrait's face box as given, or
-    as detected grown by ``preset.face_expand``; else the checkpoint's default ``preset.face_box``, with a
-    warning when the checkpoint expects faces to be detected.
-    """
-    if mask is not None:
-        return portrait.fit.mask(mask)
-    height, width = portrait.fit.source_size
-    if portrait.face is not None:
-        face = portrait.face if portrait.face_given else expand_box(portrait.face, preset.face_expand, width, height)
-        return portrait.fit.mask(box_mask(face, height, width))
+
+def warn_default_region(preset: GenerationPreset, width: int, height: int) -> None:
+    """Say that no face was found and the checkpoint's default region is used (when it expects faces found)."""
     if preset.detect_face:
         region = ",".join(f"{v:g}" for v in preset.face_box)
         log.warning("no face found in the %dx%d portrait; using the checkpoint's default face region %s "
                     "(fractions of the frame). Give a face box or mask to place it.", width, height, region)
+
+
+def locator_mask(portrait: Portrait, preset: GenerationPreset, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The face-locator mask (1, 1, H, W) of a portrait: where its face may move.
+
+    mask (B, 1, h, w) drawn on the original image, if given; else the portrait's face box as given, or
+    as detected grown by ``preset.face_expand`` (:func:`face_region_box`); else the checkpoint's default
+    ``preset.face_box``, with a warning when the checkpoint expects faces to be detected.
+    """
+    if mask is not None:
+        return portrait.fit.mask(mask)
+    height, width = portrait.fit.source_size
+    region = face_region_box(portrait.face, preset, width, height, given=portrait.face_given)
+    if region is not None:
+        return portrait.fit.mask(box_mask(region, height, width))
+    warn_default_region(preset, width, height)
     return default_region(preset, *portrait.fit.size)

@@ -80,35 +80,33 @@ class FaceLocatorMask:
         }, "optional": {
             "mask": ("MASK", {"tooltip": "Use this mask as the face region (wins over box and detection)."}),
             "box": ("STRING", {"default": "", "tooltip": "Manual face box x0,y0,x1,y1: fractions of the image "
-                    "(all <= 1) or pixels. Empty: detect the face."}),
+                    "(all <= 1) or pixels. Empty: detect the face (none found: the checkpoint's default face region, with a "
+                    "warning)."}),
             "emo_model": ("EMO_MODEL", {"tooltip": "The model whose face_expand an expand of 0 uses."}),
         }}
 
     def build(self, image, expand, mask=None, box="", emo_model=None):
-        from emo_models.face_detect import expand_box
-        from emo_models.face_region import box_mask, detect_face, parse_box
+        from emo_models.face_region import (box_mask, default_region, detect_face, face_region_box, parse_box,
+                                            warn_default_region)
         from emo_models.preset import GenerationPreset
 
         pictures = image_to_model(image, "image")
         height, width = pictures.shape[-2:]
         if mask is not None:
             return (_mask_on(mask, height, width)[:, 0].to(comfy_bridge.intermediate_device()),)
+        preset = emo_model.pipeline.config.generation if emo_model is not None else GenerationPreset()
+        if expand and not expand >= 1:
+            raise ValueError(f"expand: {expand}; give 1 or more (how much to grow the face box), or 0 for the "
+                             "checkpoint's")
         given = parse_box(box, "box")
-        if given is not None:
-            boxes = [given.pixels(width, height)]
-        else:
-            preset = emo_model.pipeline.config.generation if emo_model is not None else GenerationPreset()
-            factor = expand or preset.face_expand
-            if not factor >= 1:
-                raise ValueError(f"expand: {expand}; give 1 or more (how much to grow the face box), or 0 for "
-                                 "the checkpoint's")
-            boxes = []
-            for picture in pictures:
-                face = detect_face(picture)
-                if face is None:
-                    raise ValueError(f"image: no face found in the {width}x{height} image; connect a mask or set a "
-                                     "manual box (x0,y0,x1,y1), or leave EMO Sampler's face_mask unconnected to use "
-                                     "the checkpoint's default face region")
-                boxes.append(expand_box(face, factor, width, height))
-        union = torch.stack([box_mask(b, height, width) for b in boxes]).amax(dim=0)
+        regions = []
+        for picture in pictures:
+            face = given.pixels(width, height) if given is not None else detect_face(picture)
+            region = face_region_box(face, preset, width, height, given=given is not None, expand=expand or None)
+            if region is None:
+                warn_default_region(preset, width, height)
+                regions.append(default_region(preset, height, width))
+            else:
+                regions.append(box_mask(region, height, width))
+        union = torch.cat(regions).amax(dim=0, keepdim=True)
         return (union[:, 0].to(comfy_bridge.intermediate_device()),)

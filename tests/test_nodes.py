@@ -304,10 +304,18 @@ def test_face_locator_mask_detects_the_face_grows_it_and_prefers_a_given_mask():
     assert mask.shape == (1, 128, 128) and mask[0, 2, 2] == 1 and mask[0, 100, 100] == 0
 
 
-def test_no_face_is_an_error_that_says_what_to_connect(emo_model):
+def test_no_face_gives_the_checkpoints_default_region_with_a_warning(emo_model, caplog):
+    noise = torch.rand(1, 64, 80, 3)
+    with caplog.at_level("WARNING"):
+        (mask,) = run_node("EMOFaceLocatorMask", image=noise, emo_model=emo_model)
+    x0, y0, x1, y1 = emo_model.pipeline.config.generation.face_box
+    expected = torch.zeros(1, 64, 80)
+    expected[:, round(y0 * 64):round(y1 * 64), round(x0 * 80):round(x1 * 80)] = 1
+    assert torch.equal(mask, expected) and "using the checkpoint's default face region" in caplog.text
+
+
+def test_no_face_for_a_face_crop_is_an_error_that_says_what_to_give(emo_model):
     noise = torch.rand(1, 64, 64, 3)
-    with pytest.raises(ValueError, match=r"image: no face found.*connect a mask or set a manual box"):
-        run_node("EMOFaceLocatorMask", image=noise)
     with pytest.raises(ValueError, match=r"image: no face found.*give the face region.*or crop 'center' or 'pad'"):
         run_node("EMOEncodeReference", emo_model=emo_model, image=noise, crop="face")
 
