@@ -86,8 +86,14 @@ class FaceLocatorMask:
         }}
 
     def build(self, image, expand, mask=None, box="", emo_model=None):
-        from emo_models.face_region import (box_mask, default_region, detect_face, face_region_box, parse_box,
-                                            warn_default_region)
+        from emo_models.face_region import (
+            box_mask,
+            default_region,
+            detect_face,
+            face_region_box,
+            parse_box,
+            warn_default_region,
+        )
         from emo_models.preset import GenerationPreset
 
         pictures = image_to_model(image, "image")
