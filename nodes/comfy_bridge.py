@@ -26,10 +26,12 @@ HAVE_COMFY = _folder_paths is not None
 log = logging.getLogger("emo-comfy")
 
 WEIGHT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
-OUR_FOLDERS = ("emo", "animatediff_models", "audio_encoders", "face_analysis")  # created when ComfyUI lacks them
-STUB_FOLDERS = ("emo", "checkpoints", "diffusers", "vae", "animatediff_models", "audio_encoders", "face_analysis")
-# Folders whose files are not torch/safetensors weights: the face-analysis .onnx and MediaPipe .task files.
-FOLDER_EXTENSIONS = {"face_analysis": {".onnx", ".task"}}
+OUR_FOLDERS = ("emo", "animatediff_models", "audio_encoders", "face_analysis", "audio_separation")  # created when ComfyUI lacks them
+STUB_FOLDERS = ("emo", "checkpoints", "diffusers", "vae", "animatediff_models", "audio_encoders", "face_analysis",
+                "audio_separation")
+# Folders whose files are not torch/safetensors weights: the face-analysis .onnx and MediaPipe .task files,
+# the MDX-Net vocal separation .onnx files.
+FOLDER_EXTENSIONS = {"face_analysis": {".onnx", ".task"}, "audio_separation": {".onnx"}}
 
 # ---- model folders -------------------------------------------------------------------------------
 _stub_folders: dict[str, list[str]] = {}
@@ -40,8 +42,8 @@ def _stub_models_dir() -> str:
 
 
 def register_model_folders() -> None:
-    """Add ``models/emo``, ``models/animatediff_models``, ``models/face_analysis`` (and ``audio_encoders``
-    on old cores).
+    """Add ``models/emo``, ``models/animatediff_models``, ``models/face_analysis``, ``models/audio_separation``
+    (and ``audio_encoders`` on old cores).
 
     A name ComfyUI already knows (core, or an extra_model_paths.yaml entry) keeps its folders first;
     ours is appended and weight extensions are added to its filter, never replacing the entry.
