@@ -79,6 +79,7 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     """Sampling options; each defaults to the checkpoint's preset (``generate`` and ``demo``)."""
     from .preset import FIRST_CLIP_MOTION
     from .schedulers import SCHEDULERS
+    from .speed_presets import SPEED_HELP, speed_argument
 
     g = parser.add_argument_group("sampling")
     g.add_argument("--steps", type=int, default=None, help=f"denoising steps per clip ({FROM_CHECKPOINT})")
@@ -90,8 +91,8 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cfg-audio", type=float, default=None,
                    help=f"separate guidance scale for the audio ({FROM_CHECKPOINT} or --cfg)")
     g.add_argument("--scheduler", default=None, choices=list(SCHEDULERS), help=f"sampler ({FROM_CHECKPOINT})")
-    g.add_argument("--speed", type=float, default=None,
-                   help=f"head motion in degrees/frame, 0.1-1.0 speech, 1.0-1.3 singing ({FROM_CHECKPOINT})")
+    g.add_argument("--speed", type=speed_argument, default=None, metavar="DEG_PER_FRAME|PRESET",
+                   help=f"{SPEED_HELP} ({FROM_CHECKPOINT})")
     g.add_argument("--frames-per-clip", type=int, default=None, help=f"new frames per clip ({FROM_CHECKPOINT})")
     g.add_argument("--motion-frames", type=int, default=None,
                    help=f"frames of the previous clip each clip continues ({FROM_CHECKPOINT})")

@@ -34,6 +34,7 @@ from .model import ClipCondition
 from .pipeline import AudioEncoding, EMOPipeline, GenerationCancelled, ReferenceEncoding
 from .preset import FIRST_CLIP_MOTION
 from .schedulers import SCHEDULERS, make_scheduler
+from .speed_presets import speed_value
 
 OnStep = Callable[[int, int, torch.Tensor], None]  # (steps done, steps in all, latents (f, 4, h, w))
 
@@ -42,7 +43,8 @@ OnStep = Callable[[int, int, torch.Tensor], None]  # (steps done, steps in all, 
 class RenderSettings:
     """How to sample, resolved from a checkpoint's preset and the user's overrides (:meth:`from_config`).
 
-    speed: degrees/frame, a constant or a per-frame schedule (a short one holds its last value).
+    speed: degrees/frame, a constant, a preset name ("singing", see :mod:`emo_models.speed_presets`) or a
+    per-frame schedule (a short one holds its last value).
     """
 
     steps: int
@@ -53,14 +55,14 @@ class RenderSettings:
     motion_frames: int
     first_clip_motion: str
     seed: int = 0
-    speed: float | np.ndarray = 0.5
+    speed: float | str | np.ndarray = 0.5
 
     @classmethod
     def from_config(cls, config: EMOConfig, *, steps: int | None = None, scheduler: str | None = None,
                     cfg: float | None = None, cfg_reference: float | None = None, cfg_audio: float | None = None,
                     frames_per_clip: int | None = None, motion_frames: int | None = None,
                     first_clip_motion: str | None = None, seed: int = 0,
-                    speed: float | np.ndarray | None = None) -> RenderSettings:
+                    speed: float | str | np.ndarray | None = None) -> RenderSettings:
         """The checkpoint's trained-for settings (``config.generation`` and its clip geometry), each value
         given here overriding it (None: the checkpoint's). An explicit ``cfg`` replaces the checkpoint's
         whole guidance setting; ``cfg_reference``/``cfg_audio`` alone replace just that scale."""
@@ -129,8 +131,11 @@ class Rendered:
     latents: torch.Tensor
 
 
-def speed_per_frame(speed: float | np.ndarray | torch.Tensor, frames: int) -> torch.Tensor:
-    """A constant or a per-frame schedule -> (frames,) degrees/frame (a short schedule holds its last value)."""
+def speed_per_frame(speed: float | str | np.ndarray | torch.Tensor, frames: int) -> torch.Tensor:
+    """A constant, a preset name (:data:`~emo_models.speed_presets.SPEED_PRESETS`) or a per-frame schedule
+    -> (frames,) degrees/frame (a short schedule holds its last value)."""
+    if isinstance(speed, str):
+        speed = speed_value(speed)
     s = torch.as_tensor(np.asarray(speed, dtype=np.float32)).reshape(-1)
     if s.numel() == 0 or not torch.isfinite(s).all() or (s < 0).any():
         raise ValueError(f"speed: {speed!r}; give a number or per-frame schedule in degrees/frame >= 0 "

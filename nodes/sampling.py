@@ -14,6 +14,7 @@ from PIL import Image
 
 from emo_models.preset import FIRST_CLIP_MOTION
 from emo_models.schedulers import SCHEDULERS as SCHEDULER_TABLE
+from emo_models.speed_presets import SPEED_PRESETS, describe_presets, speed_value
 
 from . import comfy_bridge
 from .boundary import frames_to_image, image_to_model, mask_to_model
@@ -121,11 +122,15 @@ class SpeedCondition:
                       "frame: 0.1-1.0 for speech, 1.0-1.3 for singing; above 1.5 jitters."}),
         }, "optional": {
             "schedule": ("STRING", {"default": "", "multiline": True, "tooltip": "Per-frame speeds '0.4, 0.6, "
-                         "0.8' or keyframes 'frame:speed' like '0:0.3, 48:1.0' (linear between, held after). "
-                         "Empty: the constant speed."}),
+                         "0.8' or keyframes 'frame:speed' like '0:0.3, 48:1.0' or '0:speech, 48:singing' (linear "
+                         "between, held after). Empty: the constant speed."}),
+            "preset": (["custom", *SPEED_PRESETS], {"default": "custom", "tooltip": "A named speed instead of "
+                       f"the number above: {describe_presets()} degrees/frame. custom: use the number."}),
         }}
 
-    def build(self, speed, schedule=""):
+    def build(self, speed, schedule="", preset="custom"):
+        if preset != "custom":
+            speed = speed_value(preset, "preset")
         return (SpeedSchedule.parse(speed, schedule),)
 
 
