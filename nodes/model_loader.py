@@ -41,6 +41,12 @@ def base_models() -> list[str]:
     return files + folders
 
 
+def audio_encoders() -> list[str]:
+    """wav2vec2 in models/audio_encoders: single files (ComfyUI's layout) and transformers folders (config.json)."""
+    return sorted(set(comfy_bridge.model_files("audio_encoders")) |
+                  set(comfy_bridge.model_folders("audio_encoders", "config.json")))
+
+
 def refuse_escape(name: str, input_name: str, kind: str) -> None:
     """Refuse absolute paths and '..' parts: model names are relative to the models folders."""
     parts = name.replace("\\", "/").split("/")
@@ -87,8 +93,9 @@ class LoadEMOModel:
                           "the base model's VAE."),
             "motion_module": choice(comfy_bridge.model_files("animatediff_models"), "Assemble only: AnimateDiff "
                                     "motion module (mm_sd_v15_v2) from models/animatediff_models."),
-            "audio_encoder": choice(comfy_bridge.model_files("audio_encoders"), "Assemble only: wav2vec2 from "
-                                    "models/audio_encoders (e.g. wav2vec2-base-960h)."),
+            "audio_encoder": choice(audio_encoders(), "Assemble only: a wav2vec2 file or transformers folder from "
+                                    "models/audio_encoders (base, large or XLS-R; its layers and width size the "
+                                    "audio projection)."),
             "config": (list(PRESETS), {"default": "full", "tooltip": "Assemble only: model size preset (full = "
                        "SD-1.5 at 512x512; tiny = a small random model for testing)."}),
             "dtype": (["auto", *DTYPES], {"default": "auto", "tooltip": "Weights precision; auto follows "
@@ -141,9 +148,12 @@ class LoadEMOModel:
                                  "models/diffusers; pick a name from the list")
             choices = [c.partition("/")[2] for c in base_models() if c.startswith(kind + "/")]
             paths["base"] = resolve(kind, name, choices, "base_model")
-        for key, kind in (("vae", "vae"), ("motion_module", "animatediff_models"), ("audio_encoder", "audio_encoders")):
+        listed = {"vae": ("vae", comfy_bridge.model_files("vae")),
+                  "motion_module": ("animatediff_models", comfy_bridge.model_files("animatediff_models")),
+                  "audio_encoder": ("audio_encoders", audio_encoders())}
+        for key, (kind, choices) in listed.items():
             if parts[key] != NONE:
-                paths[key] = resolve(kind, parts[key], comfy_bridge.model_files(kind), key)
+                paths[key] = resolve(kind, parts[key], choices, key)
         pipeline, reports = assemble(get_config(config), **paths)
         pipeline.to(device=comfy_bridge.offload_device(), dtype=dtype)
         return pipeline, reports, ", ".join(f"{k}={v}" for k, v in paths.items()) or f"random {config}"

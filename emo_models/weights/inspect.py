@@ -79,9 +79,10 @@ def _wav2vec2_shapes(config) -> dict[str, torch.Size]:
 
 def _wav2vec2_lines(path: Path) -> list[str]:
     config, state_dict, _ = wav2vec2.read_wav2vec2(path)
-    summary = (f"  config: hidden {config.hidden_size}, {config.num_hidden_layers} layers, {config.num_attention_heads} heads, "
-               f"feature extractor norm {config.feat_extract_norm!r}, stable layer norm {config.do_stable_layer_norm}")
-    return [summary, f"  {_params(state_dict)}",
+    window = 2 * EMOConfig().audio_window + 1
+    features = (f"  EMO audio features per frame: {window} x {config.num_hidden_layers} x {config.hidden_size} "
+                f"(window x layers x width) = {window * config.num_hidden_layers * config.hidden_size} projection inputs")
+    return [f"  {wav2vec2.wav2vec2_variant(config)}", features, f"  {_params(state_dict)}",
             *compare_lines("vs transformers Wav2Vec2Model", _wav2vec2_shapes(config), state_dict)]
 
 
