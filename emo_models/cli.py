@@ -101,6 +101,19 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="noise seed; the same seed and inputs give the same video")
 
 
+def add_audio_options(parser: argparse.ArgumentParser) -> None:
+    """What the model hears (``generate`` and ``demo``): the audio as given, or its isolated vocals."""
+    from .vocals import AUTO, BUILTIN, HALLO_FOLDER
+
+    g = parser.add_argument_group("audio")
+    g.add_argument("--isolate-vocals", nargs="?", const=AUTO, default=None, metavar="METHOD|PATH",
+                   help="separate the vocals from the music first: the model hears the vocals, the video keeps the "
+                        f"original mix. {AUTO} (the flag alone): an MDX-Net .onnx in the checkpoint's "
+                        f"{HALLO_FOLDER}/ folder, else {BUILTIN}; {BUILTIN} (no weights); or the path of an "
+                        "MDX-Net .onnx such as Kim_Vocal_2.onnx (needs onnxruntime). default: off, the model hears "
+                        "the audio as given")
+
+
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     """Where the model runs and in what precision."""
     from .devices import DTYPES

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import add_device_options, add_framing_options, add_render_options, render_settings
+from .cli import (
+    add_audio_options,
+    add_device_options,
+    add_framing_options,
+    add_render_options,
+    render_settings,
+)
 
 
 def _add_io_options(parser: argparse.ArgumentParser, defaults: dict | None, upscale: int) -> None:
@@ -32,6 +38,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                           "trained-for settings; every option below overrides one.")
     _add_io_options(parser, None, upscale=1)
     add_framing_options(parser)
+    add_audio_options(parser)
     add_render_options(parser)
     add_device_options(parser)
 
@@ -45,6 +52,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = {"image": DEMO_PORTRAIT, "audio": DEMO_AUDIO, "out": "out/demo.mp4", "checkpoint": DEMO_MODEL}
     _add_io_options(parser, defaults, upscale=4)
     add_framing_options(parser)
+    add_audio_options(parser)
     add_render_options(parser)
     add_device_options(parser)
 
@@ -62,6 +70,7 @@ def run_generate(args) -> int:
     from .loading import load_pipeline
     from .media import load_image, read_audio, write_video
     from .render import animate
+    from .vocals import vocals_to_hear
 
     started = time.time()
     face_box = parse_box(args.face_box, "--face-box")
@@ -78,7 +87,8 @@ def run_generate(args) -> int:
         bar.total = total
         bar.update(done - bar.n)
 
-    audio, clips = animate(pipeline, image, waveform, rate, settings, crop=args.crop, face_box=face_box,
+    heard = vocals_to_hear(waveform, rate, args.isolate_vocals, args.checkpoint, name=f"audio {args.audio}")
+    audio, clips = animate(pipeline, image, heard, rate, settings, crop=args.crop, face_box=face_box,
                            width=args.width, height=args.height, fps=args.fps, audio_name=f"audio {args.audio}",
                            on_step=on_step)
 
@@ -91,7 +101,7 @@ def run_generate(args) -> int:
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     try:
-        write_video(args.out, frames(), audio.fps, audio=waveform, sample_rate=rate)
+        write_video(args.out, frames(), audio.fps, audio=waveform, sample_rate=rate)  # the song, not the vocals
     finally:
         bar.close()
     config = pipeline.config

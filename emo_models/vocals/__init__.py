@@ -97,6 +97,18 @@ def resolve_method(method: str | Path | None, search: list[str | Path] = ()) -> 
     return method
 
 
+def vocals_to_hear(waveform, sample_rate: int, choice: str | Path | None, checkpoint: str | Path | None = None,
+                   name: str = "audio", log: Callable[[str], None] = print):
+    """What the model hears: ``waveform`` itself when ``choice`` is None, else its isolated vocals
+    (``choice``: ``auto``, ``built-in`` or a model path; ``auto`` searches ``checkpoint``). (C, T) -> (C, T)."""
+    if choice is None:
+        return waveform
+    result = isolate_vocals(waveform, sample_rate, resolve_method(choice, [checkpoint] if checkpoint else []),
+                            name=name)
+    log(f"{name}: vocals isolated with {result.method} (the video keeps the original mix)")
+    return result.vocals
+
+
 def _crossfade_chunks(mix: np.ndarray, sample_rate: int, separator: VocalSeparator, chunk: int, overlap: int,
                       on_chunk: Callable[[int], None]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Chunks of ``chunk`` samples overlapping by ``overlap``, linearly cross-faded; yields (vocals, mix)
