@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo_quality import pearson, portrait, to_uint8  # noqa: E402
 
-from emo_models.demo import DEFAULT_CFG_AUDIO, DEFAULT_STEPS, DEMO_MODEL, animate, load_demo_pipeline  # noqa: E402
+from emo_models.demo import DEMO_MODEL, load_demo_pipeline  # noqa: E402
 from emo_models.demo.data import held_out_clip  # noqa: E402
 from emo_models.demo.synthetic import measure_mouth_opening  # noqa: E402
 from emo_models.demo.synthetic_band import mix_voice, synthetic_band  # noqa: E402
@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default=str(DEMO_MODEL))
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    parser.add_argument("--cfg-audio", type=float, default=DEFAULT_CFG_AUDIO)
+    parser.add_argument("--steps", type=int, default=None, help="default: from the checkpoint")
+    parser.add_argument("--cfg-audio", type=float, default=None, help="default: from the checkpoint")
     parser.add_argument("--method", action="append", default=None,
                         help=f"separation method: {BUILTIN!r} or an MDX-Net .onnx path; repeat for several "
                              f"(default: {BUILTIN})")
@@ -53,17 +53,21 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     pipeline = load_demo_pipeline(args.checkpoint)
-    rate, size = pipeline.config.audio_sample_rate, pipeline.config.width
+    preset = pipeline.config.generation
+    args.steps = preset.steps if args.steps is None else args.steps
+    size = pipeline.config.width
 
     def lip_r(clip, wave) -> float:
-        frames = animate(pipeline, portrait(clip), np.asarray(wave, np.float32), steps=args.steps, seed=args.seed,
-                         speed=clip.speed_scale, cfg_audio=args.cfg_audio, face_box=clip.face_box)
+        frames = pipeline.generate(portrait(clip), np.asarray(wave, np.float32), clip.sample_rate,
+                                   face_box=clip.face_box, steps=args.steps, seed=args.seed, speed=clip.speed_scale,
+                                   cfg_audio=args.cfg_audio)
         return pearson(measure_mouth_opening(to_uint8(frames)[: len(clip.frames)], clip.face_box), clip.mouth_open)
 
     clean, mix, isolated = [], {r: [] for r in RATIOS_DB}, {(m, r): [] for m in methods for r in RATIOS_DB}
     sdr_mix, sdr = {r: [] for r in RATIOS_DB}, {(m, r): [] for m in methods for r in RATIOS_DB}
     for i in range(args.clips):
         clip = held_out_clip(i, seconds=args.seconds, size=size)
+        rate = clip.sample_rate
         band = synthetic_band(len(clip.audio) / rate, rate, seed=i)
         clean.append(lip_r(clip, clip.audio))
         line = [f"clip {i:2d}: clean r {clean[-1]:+.3f}"]
@@ -91,8 +95,10 @@ def main(argv=None) -> int:
     si_sdr_db = float(np.mean([v for r in RATIOS_DB for v in sdr[first, r]]))
     recovered = (isolated_r - mix_r) / (clean_r - mix_r) if clean_r != mix_r else float("nan")
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.clips} held-out clips of {args.seconds:g} s, {args.steps} DDIM "
-          f"steps, audio guidance {args.cfg_audio:g}; {time.time() - started:.0f} s")
+          f"{torch.get_num_threads()} threads; {args.clips} held-out clips of {args.seconds:g} s, {args.steps} "
+          f"{preset.scheduler} steps, audio guidance "
+          f"{preset.guidance_audio or preset.guidance if args.cfg_audio is None else args.cfg_audio:g}; "
+          f"{time.time() - started:.0f} s")
     print(f"compare: isolation ({Path(str(first)).name}) recovers {recovered:.0%} of the lip sync the band takes "
           f"away (target: more than half, isolated_r closer to clean_r than to mix_r); the mix itself scores "
           f"si_sdr {np.mean([v for r in RATIOS_DB for v in sdr_mix[r]]):.2f} dB")
