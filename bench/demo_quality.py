@@ -55,29 +55,45 @@ def portrait(clip) -> torch.Tensor:
     return torch.from_numpy(clip.frames[0]).permute(2, 0, 1)[None].float() / 255
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_held_out_arguments(parser: argparse.ArgumentParser, clips: int, seconds: float) -> None:
+    """The options of a bench that renders held-out demo clips with the demo model (this one, singing.py)."""
     parser.add_argument("--checkpoint", default=str(DEMO_MODEL))
-    parser.add_argument("--clips", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--clips", type=int, default=clips)
+    parser.add_argument("--seconds", type=float, default=seconds)
     parser.add_argument("--steps", type=int, default=None, help="default: from the checkpoint")
     parser.add_argument("--cfg-audio", type=float, default=None, help="default: from the checkpoint")
-    parser.add_argument("--motion-clips", type=int, default=8, help="clips per speed (0: all --clips)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
+
+
+def held_out_renderer(args):
+    """(the demo pipeline, render) for :func:`add_held_out_arguments`' options (``args.steps`` resolved);
+    render(clip, audio (T,), sample_rate, speed) -> (F, H, W, 3) uint8 frames, cut to the clip's length."""
     torch.set_num_threads(args.threads)
-    started = time.time()
     pipeline = load_demo_pipeline(args.checkpoint)
+    args.steps = pipeline.config.generation.steps if args.steps is None else args.steps
+
+    def render(clip, audio, sample_rate: int, speed) -> np.ndarray:
+        frames = pipeline.generate(portrait(clip), audio, sample_rate, face_box=clip.face_box, steps=args.steps,
+                                   seed=args.seed, speed=speed, cfg_audio=args.cfg_audio)
+        return to_uint8(frames)[: len(clip.frames)]
+
+    return pipeline, render
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_held_out_arguments(parser, clips=20, seconds=2.0)
+    parser.add_argument("--motion-clips", type=int, default=8, help="clips per speed (0: all --clips)")
+    args = parser.parse_args(argv)
+    started = time.time()
+    pipeline, render = held_out_renderer(args)
     preset = pipeline.config.generation
-    args.steps = preset.steps if args.steps is None else args.steps
     size = pipeline.config.width
     clips = [held_out_clip(i, seconds=args.seconds, size=size) for i in range(args.clips)]
 
     def generate(clip, audio_clip, speed):
-        frames = pipeline.generate(portrait(clip), audio_clip.audio, audio_clip.sample_rate, face_box=clip.face_box,
-                                   steps=args.steps, seed=args.seed, speed=speed, cfg_audio=args.cfg_audio)
-        return to_uint8(frames)[: len(clip.frames)]
+        return render(clip, audio_clip.audio, audio_clip.sample_rate, speed)
 
     lip, shuffled, identity, truth_lip = [], [], [], []
     for i, clip in enumerate(clips):

@@ -25,9 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from demo_quality import pearson, portrait, to_uint8  # noqa: E402
+from demo_quality import add_held_out_arguments, held_out_renderer, pearson  # noqa: E402
 
-from emo_models.demo import DEMO_MODEL, load_demo_pipeline  # noqa: E402
 from emo_models.demo.data import held_out_clip  # noqa: E402
 from emo_models.demo.synthetic import measure_mouth_opening  # noqa: E402
 from emo_models.demo.synthetic_band import mix_voice, synthetic_band  # noqa: E402
@@ -38,30 +37,20 @@ RATIOS_DB = (-3.0, 0.0)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=str(DEMO_MODEL))
-    parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--steps", type=int, default=None, help="default: from the checkpoint")
-    parser.add_argument("--cfg-audio", type=float, default=None, help="default: from the checkpoint")
+    add_held_out_arguments(parser, clips=8, seconds=3.0)
     parser.add_argument("--method", action="append", default=None,
                         help=f"separation method: {BUILTIN!r} or an MDX-Net .onnx path; repeat for several "
                              f"(default: {BUILTIN})")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     methods = args.method or [BUILTIN]
-    torch.set_num_threads(args.threads)
     started = time.time()
-    pipeline = load_demo_pipeline(args.checkpoint)
+    pipeline, render = held_out_renderer(args)
     preset = pipeline.config.generation
-    args.steps = preset.steps if args.steps is None else args.steps
     size = pipeline.config.width
 
     def lip_r(clip, wave) -> float:
-        frames = pipeline.generate(portrait(clip), np.asarray(wave, np.float32), clip.sample_rate,
-                                   face_box=clip.face_box, steps=args.steps, seed=args.seed, speed=clip.speed_scale,
-                                   cfg_audio=args.cfg_audio)
-        return pearson(measure_mouth_opening(to_uint8(frames)[: len(clip.frames)], clip.face_box), clip.mouth_open)
+        frames = render(clip, np.asarray(wave, np.float32), clip.sample_rate, clip.speed_scale)
+        return pearson(measure_mouth_opening(frames, clip.face_box), clip.mouth_open)
 
     clean, mix, isolated = [], {r: [] for r in RATIOS_DB}, {(m, r): [] for m in methods for r in RATIOS_DB}
     sdr_mix, sdr = {r: [] for r in RATIOS_DB}, {(m, r): [] for m in methods for r in RATIOS_DB}
