@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from .audio import build_wav2vec2
+from .audio import build_audio_encoder
 from .config import EMOConfig
 from .model import EMOModel
 from .pipeline import EMOPipeline
@@ -37,7 +37,7 @@ def build_pipeline(config: EMOConfig, empty: bool = False) -> EMOPipeline:
     with context:
         model = EMOModel(config)
         vae = AutoencoderKL(**config.vae)
-        audio_encoder = build_wav2vec2(config)
+        audio_encoder = build_audio_encoder(config)
     return EMOPipeline(model, vae, audio_encoder, config)
 
 
@@ -54,13 +54,14 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
     Every component must be present and complete; a missing file or key is an error naming it.
     """
     config, state_dicts = load_checkpoint(folder)
-    absent = [name for name in COMPONENTS if name not in state_dicts]
+    pipeline = build_pipeline(config, empty=True)
+    parts = components_of(pipeline)
+    absent = [name for name in COMPONENTS if name not in state_dicts and parts[name].state_dict()]
     if absent:
         raise WeightsError(f"{folder}: components {absent} missing; an EMO checkpoint holds "
                            f"{list(COMPONENTS)} (write one with `python -m emo_models init`)")
-    pipeline = build_pipeline(config, empty=True)
     reports = [load_component(module, state_dicts[name], name, str(Path(folder) / f"{name}.safetensors"))
-               for name, module in components_of(pipeline).items()]
+               for name, module in parts.items() if module.state_dict()]
     meta = [n for n, p in pipeline.model.named_parameters() if p.is_meta]
     if meta:
         raise WeightsError(f"{folder}: parameters never loaded: {meta[:5]}")
