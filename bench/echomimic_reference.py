@@ -6,7 +6,7 @@ A check tool, not part of the product: it proves our EchoMimic support against a
 by ``bench/echomimic_setup.sh``); none of its code is copied here. Run it in the EchoMimic venv::
 
     echomimic_reference.py RELEASE_DIR OUT.safetensors --echomimic /tmp/echo-src
-                           [--only audio,forward,generate] [--input-seed 1234] [--seconds 1.0]
+                           [--only audio,forward,generate] [--input-seed 1234] [--seconds 0.6]
                            [--steps 2] [--threads N]
 
 RELEASE_DIR comes from ``bench/echomimic_release.py``. The steps of ``infer_audio2vid.py`` are
@@ -124,7 +124,8 @@ def main(argv=None) -> int:
                     help="extracted antgroup/echomimic source (default $ECHO_SRC or /tmp/echo-src)")
     ap.add_argument("--only", default="audio,forward,generate", help="stages: audio,forward,generate")
     ap.add_argument("--input-seed", type=int, default=1234)
-    ap.add_argument("--seconds", type=float, default=1.0, help="length of the driving clip")
+    ap.add_argument("--seconds", type=float, default=0.6,
+                    help="length of the driving clip (0.6 s: 16 frames at 24 fps, two wrapping windows)")
     ap.add_argument("--steps", type=int, default=2, help="DDIM steps (EchoMimic's default is 30)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--check-import", action="store_true", help="only import EchoMimic and exit")

@@ -31,7 +31,7 @@ Written (as EchoMimic's README's ``pretrained_weights/``)::
     harness.json                sizes used, read by echomimic_reference.py
 
 ``--full`` uses the real sizes (SD-1.5 / sd-image-variations UNet, sd-vae-ft-mse, whisper tiny).
-``--tiny``: 64x64 images, UNet channels 32/32/64/64 with 1 layer per block (4 levels, every module
+``--tiny``: 128x128 images, UNet channels 32/32/64/64 with 1 layer per block (4 levels, every module
 type), VAE 32/32/32/32, Whisper with EchoMimic's hard-coded width 384 but 1 encoder layer, no
 decoder layers and an 8-token vocabulary.
 """
@@ -87,9 +87,10 @@ def build_spec(variant: str, echo_src: str) -> dict:
         "face_locator": copy.deepcopy(FACE_LOCATOR),
     }
     if variant == "tiny":
-        spec["image_size"] = 64
-        spec["unet_config"].update(block_out_channels=[32, 32, 64, 64], layers_per_block=1, sample_size=8)
-        spec["vae_config"].update(block_out_channels=[32, 32, 32, 32], layers_per_block=1, sample_size=64)
+        # 128 px: the deepest level is still 2x2, so GroupNorm (32 groups) never normalises a single value
+        spec["image_size"] = 128
+        spec["unet_config"].update(block_out_channels=[32, 32, 64, 64], layers_per_block=1, sample_size=16)
+        spec["vae_config"].update(block_out_channels=[32, 32, 32, 32], layers_per_block=1, sample_size=128)
         spec["whisper_dims"].update(n_audio_layer=1, n_vocab=8, n_text_ctx=8, n_text_layer=0)
     return spec
 

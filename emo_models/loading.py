@@ -52,7 +52,12 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
     """A native EMO checkpoint folder -> (pipeline on ``device``/``dtype``, one report per component).
 
     Every component must be present and complete; a missing file or key is an error naming it.
+    An EchoMimic release folder (its ``pretrained_weights`` layout) loads too.
     """
+    from .weights.echomimic import is_echomimic_release, load_echomimic
+
+    if is_echomimic_release(folder):
+        return load_echomimic(folder, device=device, dtype=dtype)
     config, state_dicts = load_checkpoint(folder)
     pipeline = build_pipeline(config, empty=True)
     parts = components_of(pipeline)

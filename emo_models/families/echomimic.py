@@ -1,0 +1,81 @@
+"""EchoMimic (antgroup/echomimic, Apache-2.0) as options of our model: its config, sampling presets
+and face mask. Its weights load through weights/echomimic.py.
+
+What differs from EMO: Whisper-tiny audio (embedding + 4 blocks, 10 frames at 50 Hz around each video
+frame → 50 tokens × 384) read raw by the backbone's attn2, whose output is × 3; a ReferenceNet without
+attn2/norm2/output layers whose features are rounded through float16; a 1-channel face locator
+(16, 32, 96, 256) fed the face box dilated by 0.1; no motion frames and no speed: long videos are
+denoised in overlapping context windows (context_windows.py); DDIM v-prediction, zero-SNR, trailing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import EMOConfig
+
+SCHEDULER: dict[str, Any] = dict(  # configs/inference/inference_v2.yaml (set_alpha_to_one: diffusers' default)
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
+    steps_offset=1, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
+)
+UNET_KEYS = ("sample_size", "in_channels", "out_channels", "layers_per_block", "block_out_channels",
+             "down_block_types", "up_block_types", "cross_attention_dim", "attention_head_dim", "norm_num_groups",
+             "norm_eps", "act_fn", "flip_sin_to_cos", "freq_shift", "downsample_padding", "mid_block_scale_factor")
+VAE_KEYS = ("in_channels", "out_channels", "latent_channels", "block_out_channels", "down_block_types",
+            "up_block_types", "layers_per_block", "norm_num_groups", "sample_size", "scaling_factor", "act_fn")
+
+
+@dataclass(frozen=True)
+class SamplingPreset:
+    """How EchoMimic samples (infer_audio2vid.py defaults; the accelerated weights: 6 steps, no guidance)."""
+
+    steps: int = 30
+    guidance: float = 2.5
+    fps: float = 24.0
+    context_frames: int = 12
+    context_overlap: int = 3
+    context_shift: int = 2  # frames the windows move at every step
+    noise_clamp: float = 1.5  # initial noise clamped to ±1.5
+    face_dilation: float = 0.1
+    seed: int = 420
+
+
+PRESETS = {"echomimic": SamplingPreset(), "echomimic_acc": SamplingPreset(steps=6, guidance=1.0)}
+
+
+def echomimic_config(unet: dict[str, Any], vae: dict[str, Any], whisper: dict[str, Any], *,
+                     audio_dim: int = 384, face_locator_channels: tuple[int, ...] = (16, 32, 96, 256),
+                     temporal_heads: int = 8, temporal_max_frames: int = 32) -> EMOConfig:
+    """An EMOConfig for an EchoMimic release of any size.
+
+    unet: the base UNet's config.json (sd-image-variations-diffusers/unet); vae: sd-vae-ft-mse's;
+    whisper: ``WhisperConfig`` kwargs; audio_dim: width of the denoiser's attn2 keys (384).
+    """
+    unet = {k: tuple(v) if isinstance(v, list) else v for k, v in unet.items() if k in UNET_KEYS}
+    vae = {k: tuple(v) if isinstance(v, list) else v for k, v in vae.items() if k in VAE_KEYS}
+    vae.setdefault("scaling_factor", 0.18215)
+    size = int(unet.get("sample_size", 64)) * 2 ** (len(vae["block_out_channels"]) - 1)
+    preset = PRESETS["echomimic"]
+    return EMOConfig(
+        name="echomimic", unet={**unet, "cross_attention_dim": audio_dim}, vae=vae, audio_encoder=dict(whisper),
+        scheduler=dict(SCHEDULER), width=size, height=size, fps=preset.fps, audio_sample_rate=16000,
+        frames_per_clip=preset.context_frames, motion_frames=0, audio_window=2, temporal_heads=temporal_heads,
+        temporal_max_frames=temporal_max_frames, face_locator_channels=tuple(face_locator_channels),
+        face_locator_in=1, audio_encoder_type="whisper", audio_projection="none", audio_attention_scale=3.0,
+        reference_net_attn2=False, reference_net_conv_out=False, reference_feature_dtype="float16",
+    )
+
+
+def face_mask(box: tuple[int, int, int, int], height: int, width: int, dilation: float = 0.1) -> torch.Tensor:
+    """EchoMimic's face-locator input: the pixel box (x0, y0, x1, y1) grown by ``dilation`` of its
+    height/width on each side (int-truncated), as a (1, 1, height, width) mask in {0, 1}."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"face box {box}: empty; give x0 < x1 and y0 < y1 in pixels")
+    pad_y, pad_x = int((y1 - y0) * dilation), int((x1 - x0) * dilation)
+    mask = torch.zeros(1, 1, height, width)
+    mask[..., max(0, y0 - pad_y):max(0, y1 + pad_y), max(0, x0 - pad_x):max(0, x1 + pad_x)] = 1.0
+    return mask
