@@ -150,3 +150,20 @@ def test_fixture_matches_echomimic_own_outputs():
                                                  log=lambda line: None)
     assert {"a.whisper_features", "b.noise_pred_cfg", "c.step1.latents_after", "c.video"} <= set(results)
     assert compared >= 9 and worst <= 1e-4, results
+
+
+def test_pipeline_sample_uses_context_windows_for_echomimic_checkpoints(tmp_path):
+    from emo_models.context_windows import sample_context_windows
+    from emo_models.pipeline import Guidance
+
+    write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1))
+    pipeline, _ = load_pipeline(tmp_path / "rel")
+    reference = pipeline.encode_reference(torch.rand(1, 3, 64, 64))
+    audio = pipeline.encode_audio(torch.randn(8000).numpy() * 0.1, 24.0)
+    mask = face_mask((16, 16, 48, 48), 64, 64)
+    ours = pipeline.sample(reference, audio, steps=1, guidance=Guidance(2.5, 2.5), seed=3, face_mask=mask)
+    direct = sample_context_windows(pipeline, reference, audio, face_mask=mask, steps=1, guidance=2.5, seed=3,
+                                    noise_clamp=1.5)
+    assert torch.equal(ours, direct)
+    with pytest.raises(ValueError, match="one guidance scale"):
+        pipeline.sample(reference, audio, steps=1, guidance=Guidance(1.0, 2.5))

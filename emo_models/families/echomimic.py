@@ -66,6 +66,8 @@ def echomimic_config(unet: dict[str, Any], vae: dict[str, Any], whisper: dict[st
         temporal_max_frames=temporal_max_frames, face_locator_channels=tuple(face_locator_channels),
         face_locator_in=1, audio_encoder_type="whisper", audio_projection="none", audio_attention_scale=3.0,
         reference_net_attn2=False, reference_net_conv_out=False, reference_feature_dtype="float16",
+        sampler="context_windows", context_overlap=preset.context_overlap, context_shift=preset.context_shift,
+        noise_clamp=preset.noise_clamp,
     )
 
 
