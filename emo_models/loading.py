@@ -56,8 +56,8 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
     """
     from .weights.echomimic import is_echomimic_release, load_echomimic
 
-    if is_echomimic_release(folder):
-        return load_echomimic(folder, device=device, dtype=dtype)
+    if is_echomimic_release(folder):  # a folder with only the _acc pair loads the accelerated weights
+        return load_echomimic(folder, acc=not (Path(folder) / "denoising_unet.pth").is_file(), device=device, dtype=dtype)
     config, state_dicts = load_checkpoint(folder)
     pipeline = build_pipeline(config, empty=True)
     parts = components_of(pipeline)

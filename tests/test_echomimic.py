@@ -167,3 +167,11 @@ def test_pipeline_sample_uses_context_windows_for_echomimic_checkpoints(tmp_path
     assert torch.equal(ours, direct)
     with pytest.raises(ValueError, match="one guidance scale"):
         pipeline.sample(reference, audio, steps=1, guidance=Guidance(1.0, 2.5))
+
+
+def test_folder_with_only_accelerated_weights_loads_them(tmp_path):
+    files = write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1))
+    for name in ("denoising_unet", "motion_module"):
+        (tmp_path / "rel" / f"{name}.pth").rename(tmp_path / "rel" / f"{name}_acc.pth")
+    pipeline, _ = load_pipeline(tmp_path / "rel")
+    assert torch.equal(pipeline.model.backbone.state_dict()["conv_in.weight"], files["denoising_unet.pth"]["conv_in.weight"])
