@@ -124,11 +124,14 @@ def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.de
                    dtype: torch.dtype = torch.float32):
     """An EchoMimic release folder -> ``(EMOPipeline, one LoadReport per component)``."""
     from ..loading import build_pipeline, components_of
-    from ..temporal import is_speed_parameter
+    from ..speed import SpeedEncoder
+    from ..temporal import TemporalModules, is_speed_parameter
     from .sd15 import load_vae_state_dict
 
     config, state_dicts, release = read_release(folder, acc)
-    pipeline = build_pipeline(config)
+    pipeline = build_pipeline(config, empty=True)  # no random init of what the files replace
+    pipeline.model.temporal = TemporalModules(config)  # its speed layers are not in the files
+    pipeline.model.speed_encoder = SpeedEncoder(config)
     parts = components_of(pipeline)
     reports = []
     positions = state_dicts.pop("positions")
@@ -139,13 +142,17 @@ def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.de
         module = parts[name]
         reports.append(_strict(module.state_dict(), state_dict, name, source,
                                allow_missing=is_speed_parameter if name == "temporal" else None))
-        module.load_state_dict(state_dict, strict=False)
+        module.load_state_dict(state_dict, strict=False, assign=name != "temporal")
     with torch.no_grad():  # EchoMimic adds the file's positional encodings (rounded if stored in fp16)
         for name, pe in positions.items():
             pipeline.model.temporal.get_buffer(name).copy_(pe)
     vae = release.path("sd-vae-ft-mse/config.json").parent
     vae_state = load_vae_state_dict(vae, config.vae)
     reports.append(_strict(parts["vae"].state_dict(), vae_state, "vae", vae))
-    parts["vae"].load_state_dict(vae_state)
+    parts["vae"].load_state_dict(vae_state, assign=True)
+    never_loaded = [n for part in parts.values() for n, p in part.named_parameters() if p.is_meta]
+    if never_loaded:
+        raise WeightsError(f"{folder}: parameters never loaded: {never_loaded[:5]}")
+    pipeline.audio_encoder.float()  # file dtype (often fp16) -> float32, as every audio encoder starts
     pipeline.to(device=device, dtype=dtype)
     return pipeline, reports
