@@ -6,7 +6,8 @@
 RELEASE_DIR: an EchoMimic release (bench/echomimic_release.py makes random-weight ones), loaded
 through ``load_pipeline`` exactly as users' files are. REFERENCE: what bench/echomimic_reference.py
 saved from EchoMimic's own modules on that release. Our code runs on the reference's ``inputs.*``
-(portrait, face box, waveform) with EchoMimic's preset, and prints one line per compared tensor,
+(portrait, face box, waveform) with the checkpoint's preset through the one render path
+(``emo_models.render``, replaying EchoMimic's initial noise), and prints one line per compared tensor,
 ``parity: NAME max_abs=X``, then ``parity_echomimic: worst=X compared=N``. Exit 1 when worst > tol.
 Stages follow what the reference holds: whisper features (a), the first denoiser call with its
 classifier-free-guidance pair (b), a multi-window generation (c). float32 on CPU.
@@ -26,9 +27,9 @@ from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emo_models.context_windows import sample_context_windows  # noqa: E402
-from emo_models.families.echomimic import PRESETS, face_mask  # noqa: E402
+from emo_models.families.echomimic import SEED, face_mask  # noqa: E402
 from emo_models.loading import load_pipeline  # noqa: E402
+from emo_models.render import RenderSettings, render  # noqa: E402
 from emo_models.whisper_audio import whisper_features  # noqa: E402
 
 
@@ -43,9 +44,9 @@ def run_parity(release: str | Path, reference: str | Path, log=print) -> tuple[f
         meta = json.loads(f.metadata()["harness"])
     spec = meta["release_harness_json"]["spec"]
     pipeline, _ = load_pipeline(release)
-    model, preset = pipeline.model, PRESETS["echomimic"]
-    for field, value in (("fps", preset.fps), ("cfg", preset.guidance), ("seed", preset.seed),
-                         ("context_frames", preset.context_frames), ("context_overlap", preset.context_overlap)):
+    model, config, preset = pipeline.model, pipeline.config, pipeline.config.generation
+    for field, value in (("fps", config.fps), ("cfg", preset.guidance), ("seed", SEED),
+                         ("context_frames", config.frames_per_clip), ("context_overlap", preset.context_overlap)):
         if spec[field] != value:
             raise SystemExit(f"reference made with {field}={spec[field]}, our EchoMimic preset has {value}")
     results: dict[str, float] = {}
@@ -58,11 +59,11 @@ def run_parity(release: str | Path, reference: str | Path, log=print) -> tuple[f
 
     size = pipeline.config.width
     image = ref["inputs.image_u8"].permute(2, 0, 1)[None].float() / 255.0
-    mask = face_mask(tuple(ref["inputs.face_box"].tolist()), size, size, preset.face_dilation)
-    wave = ref["inputs.waveform"].numpy()
+    mask = face_mask(tuple(ref["inputs.face_box"].tolist()), size, size)
+    wave = ref["inputs.waveform"].numpy()  # 16 kHz
     compare("inputs.face_mask", mask[0, 0], ref["inputs.face_mask"])
     compare("a.whisper_features", whisper_features(pipeline.audio_encoder, wave), ref["a.whisper_features"])
-    audio = pipeline.encode_audio(wave, preset.fps)
+    audio = pipeline.encode_audio(wave, 16000)
     compare("a.whisper_chunks", model.encode_audio(audio.windows), ref["a.whisper_chunks"])
     if "b.noise_pred" not in ref and "c.video" not in ref:
         return max(results.values()), len(results), results
@@ -79,28 +80,32 @@ def run_parity(release: str | Path, reference: str | Path, log=print) -> tuple[f
             raise _FirstCallDone()
         return calls[-1]
 
+    def echomimic_noise(first_frame: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """EchoMimic's draw: (1, 4, F, h, w) from a CPU generator seeded with its seed."""
+        b, frames, c, h, w = shape
+        generator = torch.Generator("cpu").manual_seed(SEED)
+        return torch.randn((b, c, frames, h, w), generator=generator, dtype=torch.float32).transpose(1, 2)
+
     model.denoise = recording_denoise
     try:
         steps = sum(1 for k in ref if k.startswith("c.step") and k.endswith(".latents_after")) or 1
-        after, latents = [], None
+        settings = RenderSettings.from_config(config, steps=steps, seed=SEED)
+        after, rendered = [], None
         with contextlib.suppress(_FirstCallDone):
-            latents = sample_context_windows(
-                pipeline, encoding, audio, face_mask=mask, steps=steps, guidance=preset.guidance, seed=preset.seed,
-                context_frames=preset.context_frames, context_overlap=preset.context_overlap,
-                context_shift=preset.context_shift, noise_clamp=preset.noise_clamp,
-                on_step=lambda i, n, x: after.append(x.clone()))
+            rendered = render(pipeline, encoding, audio, mask, settings, initial_noise=echomimic_noise,
+                              on_step=lambda i, n, x: after.append(x.clone()))
     finally:
         del model.denoise
     if "b.noise_pred" in ref:
         compare("b.ref_latents", encoding.latent, ref["b.ref_latents"])
         first = calls[0].transpose(1, 2)  # (v, f, 4, h, w) -> EchoMimic's (v, 4, f, h, w)
         compare("b.noise_pred", first, ref["b.noise_pred"])
-        compare("b.noise_pred_cfg", (first[0] + preset.guidance * (first[1] - first[0]))[None], ref["b.noise_pred_cfg"])
+        compare("b.noise_pred_cfg", settings.guidance.combine({"uncond": first[:1], "full": first[1:]}),
+                ref["b.noise_pred_cfg"])
     if generate:
         for i, x in enumerate(after):
             compare(f"c.step{i}.latents_after", x.transpose(0, 1)[None], ref[f"c.step{i}.latents_after"])
-        video = pipeline.decode(latents)
-        compare("c.video", video.transpose(0, 1)[None], ref["c.video"])
+        compare("c.video", rendered.frames.transpose(0, 1)[None], ref["c.video"])
     return max(results.values()), len(results), results
 
 

@@ -156,11 +156,11 @@ def encode_audio_windows(config: EMOConfig, encoder: nn.Module, wave: np.ndarray
                          frames: int) -> torch.Tensor:
     """Per-video-frame audio windows. wave: (T,) mono at ``config.audio_sample_rate`` -> (F, W, L, C).
 
-    wav2vec2: ``frames`` rows (the caller's frame count); whisper: EchoMimic's own count, which runs a
-    frame or two past the audio (see whisper_audio.whisper_frame_count).
+    frames: F, the caller's frame count (:meth:`~emo_models.pipeline.EMOPipeline.count_frames`; an
+    EchoMimic checkpoint counts with ``frame_rounding="whisper"``, a frame or two past the audio).
     """
     if config.audio_encoder_type == "whisper":
         from .whisper_audio import whisper_features, whisper_windows
 
-        return whisper_windows(whisper_features(encoder, wave), fps, config.audio_window)
+        return whisper_windows(whisper_features(encoder, wave), fps, config.audio_window, frames=frames)
     return audio_windows(audio_features(encoder, wave, frames), config.audio_window)

@@ -77,9 +77,6 @@ class EMOConfig:
     output; reference_net_attn2 / reference_net_conv_out: False builds the ReferenceNet without its
     cross-attention (attn2, norm2) or without conv_norm_out/conv_out; reference_feature_dtype
     "float16" rounds the ReferenceNet's features through float16 as EchoMimic's code does.
-    sampler "motion_frames" (clip by clip, EMO) | "context_windows" (every step denoises the whole video
-    in windows of frames_per_clip overlapping by context_overlap, moved context_shift frames per step;
-    context_windows.py); noise_clamp > 0 clamps the initial noise (EchoMimic: 1.5).
     """
 
     name: str = "full"
@@ -112,10 +109,6 @@ class EMOConfig:
     reference_net_attn2: bool = True
     reference_net_conv_out: bool = True
     reference_feature_dtype: str = ""
-    sampler: str = "motion_frames"
-    context_overlap: int = 3
-    context_shift: int = 2
-    noise_clamp: float = 0.0
 
     @property
     def vae_scale(self) -> int:

@@ -106,7 +106,7 @@ def read_release(folder: str | Path, acc: bool = False):
         json.loads(release.path(BASE_UNET).read_text()),
         json.loads(release.path("sd-vae-ft-mse/config.json").read_text()), whisper_config,
         audio_dim=int(to_k.shape[-1]), face_locator_channels=(int(face["conv_in.weight"].shape[0]), *face_channels),
-        temporal_max_frames=int(pe.shape[1]) if pe is not None else 32)
+        temporal_max_frames=int(pe.shape[1]) if pe is not None else 32, acc=acc)
     merged = convert_motion_adapter_state_dict({**motion, **denoiser})
     temporal = {k: v for k, v in merged.items() if ".motion_modules." in k and ".pos_encoder." not in k}
     positions = {k.replace(".pos_encoder.pe", ".positions"): v for k, v in merged.items() if k.endswith(".pos_encoder.pe")}
