@@ -38,6 +38,7 @@ COMMANDS = (
     Command("generate", "emo_models.cli_generate:generate", "portrait + audio -> talking-portrait mp4 with the audio"),
     Command("demo", "emo_models.cli_generate:demo", "the bundled demo model animates its sample (or your portrait + audio)"),
     Command("init", "emo_models.cli_checkpoint:init", "assemble a native EMO checkpoint from SD-1.5/AnimateDiff/wav2vec2 parts"),
+    Command("convert", "emo_models.cli_checkpoint:convert", "an open family's release (--from echomimic) -> a native EMO checkpoint"),
     Command("inspect", "emo_models.cli_checkpoint:inspect", "what a weights file or folder is, and how it differs from ours"),
     Command("prepare", "emo_models.training.prepare:prepare", "talking-head videos -> a clip dataset for `train`"),
     Command("train", "emo_models.training.cli:train", "train one stage (1 images, 2 video, 3 speed) with accelerate"),

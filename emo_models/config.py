@@ -60,6 +60,8 @@ SD15_SCHEDULER: dict[str, Any] = dict(
     steps_offset=1,
 )
 
+PRECISIONS = ("float32", "float16", "bfloat16")
+
 
 @dataclass
 class EMOConfig:
@@ -76,7 +78,9 @@ class EMOConfig:
     AudioProjection) | "none" (raw window tokens); audio_attention_scale multiplies audio-attention's
     output; reference_net_attn2 / reference_net_conv_out: False builds the ReferenceNet without its
     cross-attention (attn2, norm2) or without conv_norm_out/conv_out; reference_feature_dtype
-    "float16" rounds the ReferenceNet's features through float16 as EchoMimic's code does.
+    "float16" rounds the ReferenceNet's features through float16 as EchoMimic's code does;
+    temporal_positions: the precision a checkpoint stored the temporal positional encoding in (its model
+    ran with those rounded values: ``float16`` for EchoMimic's fp16 releases).
     """
 
     name: str = "full"
@@ -109,6 +113,12 @@ class EMOConfig:
     reference_net_attn2: bool = True
     reference_net_conv_out: bool = True
     reference_feature_dtype: str = ""
+    temporal_positions: str = "float32"
+
+    def __post_init__(self):
+        for name, allowed in (("temporal_positions", PRECISIONS), ("reference_feature_dtype", ("", *PRECISIONS))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config: {name}={getattr(self, name)!r}; choose one of {list(allowed)}")
 
     @property
     def vae_scale(self) -> int:

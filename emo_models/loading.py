@@ -17,10 +17,11 @@ from diffusers import AutoencoderKL
 
 from .audio import build_audio_encoder
 from .config import EMOConfig
+from .families import get_family, release_family
 from .model import EMOModel
 from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
-from .weights.native import COMPONENTS, load_checkpoint, save_checkpoint
+from .weights.native import COMPONENTS, CONFIG_FILE, load_checkpoint, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
 
 MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder")
@@ -51,13 +52,14 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32) -> tuple[EMOPipeline, list[LoadReport]]:
     """A native EMO checkpoint folder -> (pipeline on ``device``/``dtype``, one report per component).
 
-    Every component must be present and complete; a missing file or key is an error naming it.
-    An EchoMimic release folder (its ``pretrained_weights`` layout) loads too.
+    Every component must be present and complete; a missing file or key is an error naming it. A
+    release of an open family as its users download it (EchoMimic's ``pretrained_weights``: see
+    :mod:`emo_models.families`) loads too, with its default weights.
     """
-    from .weights.echomimic import is_echomimic_release, load_echomimic
-
-    if is_echomimic_release(folder):  # a folder with only the _acc pair loads the accelerated weights
-        return load_echomimic(folder, acc=not (Path(folder) / "denoising_unet.pth").is_file(), device=device, dtype=dtype)
+    if not (Path(folder) / CONFIG_FILE).is_file():
+        family = release_family(folder)
+        if family is not None:
+            return family.load(folder, device=device, dtype=dtype)
     config, state_dicts = load_checkpoint(folder)
     pipeline = build_pipeline(config, empty=True)
     parts = components_of(pipeline)
@@ -77,6 +79,19 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
 def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None) -> Path:
     """Write the pipeline as a native EMO checkpoint folder (atomically)."""
     return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata)
+
+
+def convert_release(family: str, source: str | Path, out: str | Path,
+                    variant: str | None = None) -> tuple[Path, list[LoadReport]]:
+    """Write a family's release (e.g. EchoMimic's ``pretrained_weights/``) as a native EMO checkpoint folder
+    whose config.json carries the family's generation preset. Tensors keep the precision the release
+    stores them in; the folder is written atomically. variant: a weight set of the release (None: default)."""
+    found = get_family(family)
+    if not found.is_release(source):
+        raise WeightsError(f"{source}: not a {found.title} release; expected {found.layout}")
+    pipeline, reports = found.load(source, dtype=None, variant=variant)
+    metadata = {"converted_from": family, "variant": variant, "source": str(Path(source).resolve())}
+    return save_pipeline(pipeline, out, metadata), reports
 
 
 def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path | None = None,

@@ -4,14 +4,17 @@ and parity with EchoMimic's own code on a committed fixture."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from emo_models.context_windows import context_windows
 from emo_models.families.echomimic import echomimic_config, face_mask
 from emo_models.loading import load_pipeline
+from emo_models.render import RenderSettings, animate, render_clips
 from emo_models.weights.echomimic import find_release, is_echomimic_release
 from emo_models.weights.safe_load import WeightsError
 from emo_models.whisper_audio import whisper_frame_count, whisper_windows
@@ -127,51 +130,113 @@ def test_face_mask_is_the_box_dilated_by_a_tenth():
     assert (rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()) == (25, 84, 16, 63)
 
 
-def test_small_release_runs_a_multi_window_generation(tmp_path):
-    from emo_models.context_windows import sample_context_windows
+def _small_release(tmp_path, **kwargs):
+    write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1), **kwargs)
+    return load_pipeline(tmp_path / "rel")[0]
 
-    write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1))
-    pipeline, _ = load_pipeline(tmp_path / "rel")
+
+def test_small_release_renders_a_multi_window_video_through_the_render_path(tmp_path):
+    pipeline = _small_release(tmp_path)
+    preset = pipeline.config.generation
+    assert (preset.sampler, preset.steps, preset.guidance, preset.uncond_drops, preset.noise_clamp) == \
+        ("context_windows", 30, 2.5, ("reference", "audio", "face"), 1.5)
+    settings = RenderSettings.from_config(pipeline.config, steps=2)
+    assert settings.passes == 2 and settings.motion_frames == 0
     reference = pipeline.encode_reference(torch.rand(1, 3, 64, 64))
-    audio = pipeline.encode_audio(torch.randn(8000).numpy() * 0.1, 24.0)
+    audio = pipeline.encode_audio(torch.randn(8000).numpy() * 0.1, 16000)
     seen = []
-    latents = sample_context_windows(pipeline, reference, audio, face_mask=face_mask((16, 16, 48, 48), 64, 64),
-                                     steps=2, guidance=2.5, seed=0, noise_clamp=1.5,
-                                     on_step=lambda i, n, x: seen.append(i))
-    assert latents.shape == (audio.frames, 4, 8, 8) and audio.frames == 14
-    assert seen == [1, 2] and torch.isfinite(latents).all()
+    clips = list(render_clips(pipeline, reference, audio, face_mask((16, 16, 48, 48), 64, 64), settings,
+                              on_step=lambda i, n, x: seen.append((i, n, tuple(x.shape)))))
+    assert audio.frames == 14 and [(c.start, c.frames.shape[0]) for c in clips] == [(0, 12), (12, 2)]
+    assert seen == [(1, 2, (14, 4, 8, 8)), (2, 2, (14, 4, 8, 8))]
+    assert all(torch.isfinite(c.frames).all() for c in clips)
 
 
-def test_fixture_matches_echomimic_own_outputs():
-    spec = importlib.util.spec_from_file_location("parity_echomimic", ROOT / "bench" / "parity_echomimic.py")
-    parity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(parity)
-    worst, compared, results = parity.run_parity(FIXTURE / "release", FIXTURE / "reference.safetensors",
-                                                 log=lambda line: None)
+def test_every_entry_point_renders_echomimic_the_same(tmp_path):
+    pipeline = _small_release(tmp_path)
+    image, wave = torch.rand(1, 3, 64, 64), torch.randn(8000).numpy() * 0.1
+    ours = pipeline.generate(image, wave, 16000, steps=1, seed=3, face_box=(16, 16, 48, 48))
+    audio, clips = animate(pipeline, image, wave, 16000, RenderSettings.from_config(pipeline.config, steps=1, seed=3),
+                           face_box=(16, 16, 48, 48))
+    assert torch.equal(ours, torch.cat([c.frames for c in clips])) and ours.shape[0] == audio.frames
+
+
+def test_context_window_settings_are_checked(tmp_path):
+    pipeline = _small_release(tmp_path)
+    with pytest.raises(ValueError, match="motion_frames: 2; the context_windows sampler"):
+        RenderSettings.from_config(pipeline.config, motion_frames=2)
+    with pytest.raises(ValueError, match="context_overlap: 12"):
+        RenderSettings.from_config(pipeline.config, context_overlap=12)
+    reference = pipeline.encode_reference(torch.rand(1, 3, 64, 64))
+    audio = pipeline.encode_audio(torch.randn(8000).numpy() * 0.1, 16000)
+    with pytest.raises(ValueError, match="cannot continue"):
+        next(render_clips(pipeline, reference, audio, torch.ones(1, 1, 64, 64),
+                          RenderSettings.from_config(pipeline.config, steps=1), previous_frames=torch.rand(4, 3, 64, 64)))
+
+
+def test_frame_count_follows_echomimic_whisper_chunks_for_any_sample_rate(tmp_path):
+    from emo_models.media_audio import frame_count
+
+    for samples in (9600, 16000, 16001, 48000 * 3 + 7):
+        assert frame_count(samples, 16000, 24.0, "whisper") == whisper_frame_count(samples // 320, 24.0)
+    assert frame_count(44100, 44100, 24.0, "whisper") == whisper_frame_count(50, 24.0)
+    assert frame_count(np.array([9600, 16000]), 16000, 24.0, "whisper").tolist() == \
+        [whisper_frame_count(30, 24.0), whisper_frame_count(50, 24.0)]
+    pipeline = _small_release(tmp_path)
+    wave = np.random.default_rng(0).normal(size=22050).astype(np.float32) * 0.1
+    assert pipeline.encode_audio(wave, 22050).frames == pipeline.count_frames(22050, 22050)[0] == \
+        whisper_frame_count(16000 // 320, 24.0)
+
+
+def test_fixture_matches_echomimic_own_outputs(tmp_path):
+    fixture = _bench_module("echomimic_fixture")
+    release = fixture.build_release(FIXTURE / "release.json", tmp_path / "release")
+    parity = _bench_module("parity_echomimic")
+    worst, compared, results = parity.run_parity(release, FIXTURE / "reference.safetensors", log=lambda line: None)
     assert {"a.whisper_features", "b.noise_pred_cfg", "c.step1.latents_after", "c.video"} <= set(results)
     assert compared >= 9 and worst <= 1e-4, results
 
 
-def test_pipeline_sample_uses_context_windows_for_echomimic_checkpoints(tmp_path):
-    from emo_models.context_windows import sample_context_windows
-    from emo_models.pipeline import Guidance
-
-    write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1))
-    pipeline, _ = load_pipeline(tmp_path / "rel")
-    reference = pipeline.encode_reference(torch.rand(1, 3, 64, 64))
-    audio = pipeline.encode_audio(torch.randn(8000).numpy() * 0.1, 24.0)
-    mask = face_mask((16, 16, 48, 48), 64, 64)
-    ours = pipeline.sample(reference, audio, steps=1, guidance=Guidance(2.5, 2.5), seed=3, face_mask=mask)
-    direct = sample_context_windows(pipeline, reference, audio, face_mask=mask, steps=1, guidance=2.5, seed=3,
-                                    noise_clamp=1.5)
-    assert torch.equal(ours, direct)
-    with pytest.raises(ValueError, match="one guidance scale"):
-        pipeline.sample(reference, audio, steps=1, guidance=Guidance(1.0, 2.5))
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_folder_with_only_accelerated_weights_loads_them(tmp_path):
+def test_folder_with_only_accelerated_weights_loads_them_with_their_preset(tmp_path):
     files = write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1))
     for name in ("denoising_unet", "motion_module"):
         (tmp_path / "rel" / f"{name}.pth").rename(tmp_path / "rel" / f"{name}_acc.pth")
     pipeline, _ = load_pipeline(tmp_path / "rel")
     assert torch.equal(pipeline.model.backbone.state_dict()["conv_in.weight"], files["denoising_unet.pth"]["conv_in.weight"])
+    assert (pipeline.config.generation.steps, pipeline.config.generation.guidance) == (6, 1.0)
+    assert RenderSettings.from_config(pipeline.config).passes == 1
+
+
+def test_family_registry_names_echomimic_releases_and_files(tmp_path):
+    from emo_models.families import get_family, release_family, weights_family
+
+    files = write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1))
+    assert release_family(tmp_path / "rel").name == "echomimic" and release_family(tmp_path) is None
+    assert weights_family(files["face_locator.pth"]).name == "echomimic"
+    assert weights_family({"conv_in.weight": torch.zeros(320, 4, 3, 3)}) is None
+    with pytest.raises(ValueError, match="unknown family 'emo2'; choose one of echomimic"):
+        get_family("emo2")
+
+
+def test_convert_writes_a_native_folder_that_renders_exactly_as_the_release(tmp_path):
+    from emo_models.cli import main
+
+    write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1))
+    for name in ("denoising_unet", "motion_module"):  # fp16 files, as EchoMimic ships them
+        path = tmp_path / "rel" / f"{name}.pth"
+        torch.save({k: v.half() for k, v in torch.load(path, weights_only=True).items()}, path)
+    assert main(["convert", "--from", "echomimic", str(tmp_path / "rel"), str(tmp_path / "native")]) == 0
+    config = json.loads((tmp_path / "native" / "config.json").read_text())
+    assert config["generation"]["sampler"] == "context_windows" and config["temporal_positions"] == "float16"
+    image, wave = torch.rand(1, 3, 64, 64), torch.randn(8000).numpy() * 0.1
+    frames = [load_pipeline(tmp_path / folder)[0].generate(image, wave, 16000, steps=1, face_box=(16, 16, 48, 48))
+              for folder in ("rel", "native")]
+    assert torch.equal(frames[0], frames[1])
+    assert main(["convert", "--from", "echomimic", str(tmp_path / "rel"), str(tmp_path / "acc"), "--variant", "acc"]) == 2

@@ -44,12 +44,14 @@ GENERATION_ACC = replace(GENERATION, steps=6, guidance=1.0)  # the *_acc.pth wei
 
 def echomimic_config(unet: dict[str, Any], vae: dict[str, Any], whisper: dict[str, Any], *,
                      audio_dim: int = 384, face_locator_channels: tuple[int, ...] = (16, 32, 96, 256),
-                     temporal_heads: int = 8, temporal_max_frames: int = 32, acc: bool = False) -> EMOConfig:
+                     temporal_heads: int = 8, temporal_max_frames: int = 32, acc: bool = False,
+                     temporal_positions: str = "float32") -> EMOConfig:
     """An EMOConfig for an EchoMimic release of any size.
 
     unet: the base UNet's config.json (sd-image-variations-diffusers/unet); vae: sd-vae-ft-mse's;
     whisper: ``WhisperConfig`` kwargs; audio_dim: width of the denoiser's attn2 keys (384); acc: the
-    accelerated weights' preset (6 steps, no guidance).
+    accelerated weights' preset (6 steps, no guidance); temporal_positions: the precision the
+    release stored its positional encodings in (fp16 releases: ``float16``).
     """
     unet = {k: tuple(v) if isinstance(v, list) else v for k, v in unet.items() if k in UNET_KEYS}
     vae = {k: tuple(v) if isinstance(v, list) else v for k, v in vae.items() if k in VAE_KEYS}
@@ -62,7 +64,7 @@ def echomimic_config(unet: dict[str, Any], vae: dict[str, Any], whisper: dict[st
         temporal_max_frames=temporal_max_frames, face_locator_channels=tuple(face_locator_channels),
         face_locator_in=1, audio_encoder_type="whisper", audio_projection="none", audio_attention_scale=3.0,
         reference_net_attn2=False, reference_net_conv_out=False, reference_feature_dtype="float16",
-        generation=GENERATION_ACC if acc else GENERATION,
+        temporal_positions=temporal_positions, generation=GENERATION_ACC if acc else GENERATION,
     )
 
 

@@ -12,8 +12,10 @@ Layout (the ``_acc`` pair replaces ``denoising_unet.pth``/``motion_module.pth`` 
 ``.pth`` files load with ``torch.load(weights_only=True)`` only. Every file is checked strictly: a
 missing or unexpected key is an error naming the file (speed layers, which EchoMimic lacks, stay
 zero-initialised: speed has no effect). Sizes come from the release's own files. The motion modules'
-``pos_encoder.pe`` buffers are used as stored (EchoMimic adds them as loaded, so an fp16 file's
-rounding counts).
+``pos_encoder.pe`` buffers must be AnimateDiff's sinusoid at the precision they are stored in, which
+the config records (``temporal_positions``: EchoMimic adds them as loaded, so an fp16 file's rounding
+counts, and a converted native folder keeps it). The family registry (emo_models/families) calls
+:func:`is_release`, :func:`looks_like` and :func:`load`.
 """
 
 from __future__ import annotations
@@ -100,24 +102,37 @@ def read_release(folder: str | Path, acc: bool = False):
     if to_k is None:
         raise WeightsError(f"{release.path('denoising_unet.pth')}: no attn2 weights "
                            f"({describe_echomimic_file(denoiser) or 'not an EchoMimic denoiser'})")
-    pe = next((t for k, t in motion.items() if k.endswith("pos_encoder.pe")), None)
+    merged = convert_motion_adapter_state_dict({**motion, **denoiser})
+    positions = {k: v for k, v in merged.items() if k.endswith(".pos_encoder.pe")}
+    pe = next(iter(positions.values()), None)
     face_channels = tuple(int(face[f"blocks.{i}.weight"].shape[0]) for i in range(1, 6, 2))
     config = echomimic_config(
         json.loads(release.path(BASE_UNET).read_text()),
         json.loads(release.path("sd-vae-ft-mse/config.json").read_text()), whisper_config,
         audio_dim=int(to_k.shape[-1]), face_locator_channels=(int(face["conv_in.weight"].shape[0]), *face_channels),
-        temporal_max_frames=int(pe.shape[1]) if pe is not None else 32, acc=acc)
-    merged = convert_motion_adapter_state_dict({**motion, **denoiser})
+        temporal_max_frames=int(pe.shape[1]) if pe is not None else 32, acc=acc,
+        temporal_positions=str(pe.dtype).removeprefix("torch.") if pe is not None else "float32")
+    _check_positions(positions, config, release.path("motion_module.pth"))
     temporal = {k: v for k, v in merged.items() if ".motion_modules." in k and ".pos_encoder." not in k}
-    positions = {k.replace(".pos_encoder.pe", ".positions"): v for k, v in merged.items() if k.endswith(".pos_encoder.pe")}
     return config, {
         "backbone": {k: v for k, v in denoiser.items() if ".motion_modules." not in k},
         "temporal": temporal,
         "reference_net": read_state_dict(release.path("reference_unet.pth")),
         "face_locator": face,
         "audio_encoder": whisper,
-        "positions": positions,
     }, release
+
+
+def _check_positions(positions: dict[str, torch.Tensor], config, source: Path) -> None:
+    """The stored ``pos_encoder.pe`` buffers must be AnimateDiff's sinusoid at their stored precision, which
+    our temporal modules compute (``config.temporal_positions``); anything else is refused, naming the key."""
+    from ..temporal import sinusoidal_positions
+
+    for key, pe in positions.items():
+        expected = sinusoidal_positions(pe.shape[1], pe.shape[2]).to(getattr(torch, config.temporal_positions))
+        if pe.dtype != expected.dtype or not torch.equal(pe, expected):
+            raise WeightsError(f"{source}: {key} is not AnimateDiff's sinusoidal positional encoding at "
+                               f"{config.temporal_positions}; the file is not EchoMimic's motion module")
 
 
 def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.device = "cpu",
@@ -134,7 +149,6 @@ def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.de
     pipeline.model.speed_encoder = SpeedEncoder(config)
     parts = components_of(pipeline)
     reports = []
-    positions = state_dicts.pop("positions")
     for name, state_dict in state_dicts.items():
         source = release.path({"backbone": "denoising_unet.pth", "temporal": "motion_module.pth",
                                "reference_net": "reference_unet.pth", "face_locator": "face_locator.pth",
@@ -143,9 +157,6 @@ def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.de
         reports.append(_strict(module.state_dict(), state_dict, name, source,
                                allow_missing=is_speed_parameter if name == "temporal" else None))
         module.load_state_dict(state_dict, strict=False, assign=name != "temporal")
-    with torch.no_grad():  # EchoMimic adds the file's positional encodings (rounded if stored in fp16)
-        for name, pe in positions.items():
-            pipeline.model.temporal.get_buffer(name).copy_(pe)
     vae = release.path("sd-vae-ft-mse/config.json").parent
     vae_state = load_vae_state_dict(vae, config.vae)
     reports.append(_strict(parts["vae"].state_dict(), vae_state, "vae", vae))
@@ -156,3 +167,27 @@ def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.de
     pipeline.audio_encoder.float()  # file dtype (often fp16) -> float32, as every audio encoder starts
     pipeline.to(device=device, dtype=dtype)
     return pipeline, reports
+
+
+# ---- the family interface (emo_models.families) --------------------------------------------------
+def is_release(path: str | Path) -> bool:
+    """An EchoMimic ``pretrained_weights`` folder (standard or ``_acc`` weights)."""
+    return is_echomimic_release(path)
+
+
+def looks_like(state_dict: dict[str, torch.Tensor]) -> bool:
+    """A weights file of EchoMimic's (one of its .pth files, or its openai Whisper checkpoint)."""
+    return describe_echomimic_file(dict(state_dict)) is not None
+
+
+VARIANTS = ("standard", "acc")  # acc: denoising_unet_acc.pth + motion_module_acc.pth, 6 steps at cfg 1
+
+
+def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = torch.float32,
+         variant: str | None = None):
+    """(EMOPipeline, reports) of a release folder; ``variant`` None: the standard weights when present, else
+    the ``_acc`` pair; dtype None keeps the files' precisions (for conversion)."""
+    if variant not in (None, *VARIANTS):
+        raise ValueError(f"variant: {variant!r}; EchoMimic releases have {', '.join(VARIANTS)}")
+    acc = variant == "acc" if variant else not (Path(path) / "denoising_unet.pth").is_file()
+    return load_echomimic(path, acc=acc, device=device, dtype=dtype)
