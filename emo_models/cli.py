@@ -78,7 +78,7 @@ def add_framing_options(parser: argparse.ArgumentParser) -> None:
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
     """Sampling options; each defaults to the checkpoint's preset (``generate`` and ``demo``)."""
-    from .preset import FIRST_CLIP_MOTION
+    from .preset import FIRST_CLIP_MOTION, SAMPLERS
     from .schedulers import SCHEDULERS
 
     g = parser.add_argument_group("sampling")
@@ -98,6 +98,11 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                    help=f"frames of the previous clip each clip continues ({FROM_CHECKPOINT})")
     g.add_argument("--first-clip", default=None, choices=FIRST_CLIP_MOTION,
                    help=f"motion frames of the first clip: the reference repeated, or none ({FROM_CHECKPOINT})")
+    g.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="motion_frames: clip by clip, each continuing the one before; context_windows: every step "
+                        f"denoises the whole video in overlapping windows of frames-per-clip ({FROM_CHECKPOINT})")
+    g.add_argument("--context-overlap", type=int, default=None,
+                   help=f"context_windows: frames neighbouring windows share ({FROM_CHECKPOINT})")
     g.add_argument("--seed", type=int, default=0, help="noise seed; the same seed and inputs give the same video")
 
 
@@ -118,7 +123,8 @@ def render_settings(config, args):
     return RenderSettings.from_config(
         config, steps=args.steps, scheduler=args.scheduler, cfg=args.cfg, cfg_reference=args.cfg_reference,
         cfg_audio=args.cfg_audio, frames_per_clip=args.frames_per_clip, motion_frames=args.motion_frames,
-        first_clip_motion=args.first_clip, seed=args.seed, speed=args.speed)
+        first_clip_motion=args.first_clip, seed=args.seed, speed=args.speed, sampler=args.sampler,
+        context_overlap=args.context_overlap)
 
 
 # ---- the parser and the entry point --------------------------------------------------------------

@@ -23,12 +23,14 @@ import torch
 @dataclass(frozen=True)
 class Family:
     """name: as in ``convert --from NAME``; title: for messages; layout: the files a release holds;
-    module: its loader module (imported on first use)."""
+    module: its loader module (imported on first use); marker: a file (relative path) every release
+    folder holds, how model lists find releases without importing the loader."""
 
     name: str
     title: str
     layout: str
     module: str
+    marker: str
 
     def code(self) -> ModuleType:
         """The family's loader module."""
@@ -59,7 +61,7 @@ FAMILIES: dict[str, Family] = {
     "echomimic": Family("echomimic", "EchoMimic (antgroup/echomimic)",
                         "denoising_unet.pth, reference_unet.pth, face_locator.pth, motion_module.pth (or the "
                         "*_acc.pth pair), sd-image-variations-diffusers/unet/config.json, sd-vae-ft-mse/, "
-                        "audio_processor/whisper_tiny.pt", "emo_models.weights.echomimic"),
+                        "audio_processor/whisper_tiny.pt", "emo_models.weights.echomimic", "reference_unet.pth"),
 }
 
 
