@@ -5,6 +5,10 @@ second) are linearly resampled to the video's frame count *before* the transform
 and the outputs of every transformer layer are kept → ``(F, L, C)``. ``audio_windows`` stacks each
 frame with its ±m neighbours (edge-clamped) → ``(F, 2m+1, L, C)``. :class:`AudioProjection` turns one
 frame's window into the tokens the backbone's audio-attention reads.
+
+One audio-encoder interface for every family: :func:`build_audio_encoder` and :func:`encode_audio_windows`
+dispatch on ``config.audio_encoder_type`` (``wav2vec2`` here, ``whisper`` in whisper_audio.py), and
+:func:`build_audio_projection` gives EMO's projection or raw window tokens (EchoMimic).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange
 from torch import nn
 
@@ -93,3 +98,69 @@ def build_wav2vec2(config: EMOConfig) -> nn.Module:
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     return Wav2Vec2Model(Wav2Vec2Config(**config.audio_encoder)).eval()
+
+
+class RawAudioTokens(nn.Module):
+    """No projection: a frame's window of encoder states is its tokens (EchoMimic).
+
+    windows: (..., W, L, C) -> tokens (..., W·L, C), window-major as EchoMimic's ``reshape(-1, 384)``.
+    """
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return rearrange(windows, "... w l c -> ... (w l) c")
+
+
+class AudioAttnProcessor(AttnProcessor2_0):
+    """Audio-attention (the backbone's ``attn2``) with its output multiplied by ``scale``.
+
+    hidden: (b·f, hw, c); audio tokens: (b·f, K, D) -> scale · attention (b·f, hw, c).
+    """
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = float(scale)
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return super().__call__(attn, hidden_states, *args, **kwargs) * self.scale
+
+
+def install_audio_attention_scale(backbone: nn.Module, scale: float) -> None:
+    """Put :class:`AudioAttnProcessor` on every ``attn2`` of the backbone (no-op for scale 1)."""
+    if scale == 1.0:
+        return
+    backbone.set_attn_processor({name: AudioAttnProcessor(scale) if name.endswith("attn2.processor") else current
+                                 for name, current in backbone.attn_processors.items()})
+
+
+def build_audio_projection(config: EMOConfig) -> nn.Module:
+    """EMO's :class:`AudioProjection` (``audio_projection="mlp"``) or :class:`RawAudioTokens` (``"none"``)."""
+    if config.audio_projection == "none":
+        return RawAudioTokens()
+    if config.audio_projection != "mlp":
+        raise ValueError(f"config: audio_projection {config.audio_projection!r}; expected 'mlp' or 'none'")
+    return AudioProjection(config)
+
+
+def build_audio_encoder(config: EMOConfig) -> nn.Module:
+    """A randomly initialised audio encoder of the configured type and size (real weights come from weights/)."""
+    if config.audio_encoder_type == "whisper":
+        from .whisper_audio import build_whisper_encoder
+
+        return build_whisper_encoder(config.audio_encoder)
+    if config.audio_encoder_type != "wav2vec2":
+        raise ValueError(f"config: audio_encoder_type {config.audio_encoder_type!r}; expected 'wav2vec2' or 'whisper'")
+    return build_wav2vec2(config)
+
+
+def encode_audio_windows(config: EMOConfig, encoder: nn.Module, wave: np.ndarray, fps: float,
+                         frames: int) -> torch.Tensor:
+    """Per-video-frame audio windows. wave: (T,) mono at ``config.audio_sample_rate`` -> (F, W, L, C).
+
+    frames: F, the caller's frame count (:meth:`~emo_models.pipeline.EMOPipeline.count_frames`; an
+    EchoMimic checkpoint counts with ``frame_rounding="whisper"``, a frame or two past the audio).
+    """
+    if config.audio_encoder_type == "whisper":
+        from .whisper_audio import whisper_features, whisper_windows
+
+        return whisper_windows(whisper_features(encoder, wave), fps, config.audio_window, frames=frames)
+    return audio_windows(audio_features(encoder, wave, frames), config.audio_window)

@@ -38,6 +38,7 @@ COMMANDS = (
     Command("generate", "emo_models.cli_generate:generate", "portrait + audio -> talking-portrait mp4 with the audio"),
     Command("demo", "emo_models.cli_generate:demo", "the bundled demo model animates its sample (or your portrait + audio)"),
     Command("init", "emo_models.cli_checkpoint:init", "assemble a native EMO checkpoint from SD-1.5/AnimateDiff/wav2vec2 parts"),
+    Command("convert", "emo_models.cli_checkpoint:convert", "an open family's release (--from echomimic) -> a native EMO checkpoint"),
     Command("inspect", "emo_models.cli_checkpoint:inspect", "what a weights file or folder is, and how it differs from ours"),
     Command("prepare", "emo_models.training.prepare:prepare", "talking-head videos -> a clip dataset for `train`"),
     Command("train", "emo_models.training.cli:train", "train one stage (1 images, 2 video, 3 speed) with accelerate"),
@@ -77,7 +78,7 @@ def add_framing_options(parser: argparse.ArgumentParser) -> None:
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
     """Sampling options; each defaults to the checkpoint's preset (``generate`` and ``demo``)."""
-    from .preset import FIRST_CLIP_MOTION
+    from .preset import FIRST_CLIP_MOTION, SAMPLERS
     from .schedulers import SCHEDULERS
     from .speed_presets import SPEED_HELP, speed_argument
 
@@ -98,6 +99,11 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                    help=f"frames of the previous clip each clip continues ({FROM_CHECKPOINT})")
     g.add_argument("--first-clip", default=None, choices=FIRST_CLIP_MOTION,
                    help=f"motion frames of the first clip: the reference repeated, or none ({FROM_CHECKPOINT})")
+    g.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="motion_frames: clip by clip, each continuing the one before; context_windows: every step "
+                        f"denoises the whole video in overlapping windows of frames-per-clip ({FROM_CHECKPOINT})")
+    g.add_argument("--context-overlap", type=int, default=None,
+                   help=f"context_windows: frames neighbouring windows share ({FROM_CHECKPOINT})")
     g.add_argument("--seed", type=int, default=0, help="noise seed; the same seed and inputs give the same video")
 
 
@@ -131,7 +137,8 @@ def render_settings(config, args):
     return RenderSettings.from_config(
         config, steps=args.steps, scheduler=args.scheduler, cfg=args.cfg, cfg_reference=args.cfg_reference,
         cfg_audio=args.cfg_audio, frames_per_clip=args.frames_per_clip, motion_frames=args.motion_frames,
-        first_clip_motion=args.first_clip, seed=args.seed, speed=args.speed)
+        first_clip_motion=args.first_clip, seed=args.seed, speed=args.speed, sampler=args.sampler,
+        context_overlap=args.context_overlap)
 
 
 # ---- the parser and the entry point --------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``init`` and ``inspect``: make a native EMO checkpoint from parts, and say what a weights file is."""
+"""``init``, ``convert`` and ``inspect``: make a native EMO checkpoint from parts or from an open family's
+release, and say what a weights file is."""
 
 from __future__ import annotations
 
@@ -47,6 +48,36 @@ def run_init(args) -> int:
     print(f"wrote EMO checkpoint {args.out} ({args.config})"
           + (f"; random-initialised: {', '.join(random)} and EMO's new layers" if random else
              "; EMO's new layers are random-initialised until trained"))
+    return 0
+
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``convert`` (the family table: emo_models.families.FAMILIES)."""
+    from .families import FAMILIES
+
+    variants = sorted({v for family in FAMILIES.values() for v in family.variants})
+    parser.description = ("Convert an open EMO-family release, as its users download it, to a native EMO "
+                          "checkpoint folder (config.json with the family's generation preset + one safetensors per "
+                          "component), keeping the release's precisions. The release folder itself also loads "
+                          "directly; a native folder loads faster and needs no .pth unpickling.")
+    parser.add_argument("--from", dest="family", required=True, choices=sorted(FAMILIES),
+                        help="the family whose release SOURCE is")
+    parser.add_argument("source", help="the release folder (e.g. EchoMimic's pretrained_weights/)")
+    parser.add_argument("out", help="native checkpoint folder to write (e.g. ComfyUI/models/emo/echomimic)")
+    parser.add_argument("--variant", default=None, choices=variants or None,
+                        help="which weight set of the release (EchoMimic: standard, or acc = the *_acc.pth 6-step "
+                             "weights); default: the standard one, else the only one present")
+
+
+def run_convert(args) -> int:
+    """Write a family release as a native EMO checkpoint folder."""
+    from .loading import convert_release
+
+    out, reports = convert_release(args.family, args.source, args.out, variant=args.variant)
+    for report in reports:
+        print(report)
+    print(f"wrote EMO checkpoint {out} (from {args.family}{f' {args.variant}' if args.variant else ''} release "
+          f"{args.source})")
     return 0
 
 

@@ -60,6 +60,8 @@ SD15_SCHEDULER: dict[str, Any] = dict(
     steps_offset=1,
 )
 
+PRECISIONS = ("float32", "float16", "bfloat16")
+
 
 @dataclass
 class EMOConfig:
@@ -70,6 +72,15 @@ class EMOConfig:
     frames_per_clip (f), motion_frames (n), audio_window (m): the paper's clip geometry; with ``fps``,
     ``width`` and ``height`` also the defaults generation uses. generation: the rest of the sampling
     defaults the checkpoint was trained for (:class:`~emo_models.preset.GenerationPreset`).
+
+    Family options (EchoMimic sets them; EMO keeps the defaults): audio_encoder_type "wav2vec2" |
+    "whisper" (then ``audio_encoder`` holds ``WhisperConfig`` kwargs); audio_projection "mlp" (EMO's
+    AudioProjection) | "none" (raw window tokens); audio_attention_scale multiplies audio-attention's
+    output; reference_net_attn2 / reference_net_conv_out: False builds the ReferenceNet without its
+    cross-attention (attn2, norm2) or without conv_norm_out/conv_out; reference_feature_dtype
+    "float16" rounds the ReferenceNet's features through float16 as EchoMimic's code does;
+    temporal_positions: the precision a checkpoint stored the temporal positional encoding in (its model
+    ran with those rounded values: ``float16`` for EchoMimic's fp16 releases).
     """
 
     name: str = "full"
@@ -95,6 +106,19 @@ class EMOConfig:
     face_locator_channels: tuple[int, ...] = (16, 32, 64, 128)
     face_locator_in: int = 1
     generation: GenerationPreset = field(default_factory=GenerationPreset)
+    # model-family options; the defaults are EMO's, so existing checkpoints load unchanged
+    audio_encoder_type: str = "wav2vec2"
+    audio_projection: str = "mlp"
+    audio_attention_scale: float = 1.0
+    reference_net_attn2: bool = True
+    reference_net_conv_out: bool = True
+    reference_feature_dtype: str = ""
+    temporal_positions: str = "float32"
+
+    def __post_init__(self):
+        for name, allowed in (("temporal_positions", PRECISIONS), ("reference_feature_dtype", ("", *PRECISIONS))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config: {name}={getattr(self, name)!r}; choose one of {list(allowed)}")
 
     @property
     def vae_scale(self) -> int:
@@ -103,13 +127,28 @@ class EMOConfig:
 
     @property
     def audio_layers(self) -> int:
-        """L: wav2vec2 transformer layers whose hidden states feed the audio projection."""
+        """L: hidden states per audio frame (wav2vec2: its layers; whisper: embedding + blocks)."""
+        if self.audio_encoder_type == "whisper":
+            return int(self.audio_encoder["encoder_layers"]) + 1
         return int(self.audio_encoder["num_hidden_layers"])
 
     @property
     def audio_channels(self) -> int:
-        """C: wav2vec2 hidden size."""
+        """C: the audio encoder's hidden size."""
+        if self.audio_encoder_type == "whisper":
+            return int(self.audio_encoder["d_model"])
         return int(self.audio_encoder["hidden_size"])
+
+    @property
+    def audio_window_frames(self) -> int:
+        """W: audio frames per video frame's window (wav2vec2: 2m+1 video frames; whisper: 2(2m+1) at 50 Hz)."""
+        frames = 2 * self.audio_window + 1
+        return 2 * frames if self.audio_encoder_type == "whisper" else frames
+
+    @property
+    def audio_token_count(self) -> int:
+        """K: audio tokens per frame that audio-attention reads."""
+        return self.audio_window_frames * self.audio_layers if self.audio_projection == "none" else self.audio_tokens
 
     @property
     def cross_attention_dim(self) -> int:

@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from .audio import build_wav2vec2
+from .audio import build_audio_encoder
 from .config import EMOConfig
+from .families import get_family, release_family
 from .model import EMOModel
 from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
-from .weights.native import COMPONENTS, load_checkpoint, save_checkpoint
+from .weights.native import COMPONENTS, CONFIG_FILE, load_checkpoint, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
 
 MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder")
@@ -37,7 +38,7 @@ def build_pipeline(config: EMOConfig, empty: bool = False) -> EMOPipeline:
     with context:
         model = EMOModel(config)
         vae = AutoencoderKL(**config.vae)
-        audio_encoder = build_wav2vec2(config)
+        audio_encoder = build_audio_encoder(config)
     return EMOPipeline(model, vae, audio_encoder, config)
 
 
@@ -51,16 +52,23 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32) -> tuple[EMOPipeline, list[LoadReport]]:
     """A native EMO checkpoint folder -> (pipeline on ``device``/``dtype``, one report per component).
 
-    Every component must be present and complete; a missing file or key is an error naming it.
+    Every component must be present and complete; a missing file or key is an error naming it. A
+    release of an open family as its users download it (EchoMimic's ``pretrained_weights``: see
+    :mod:`emo_models.families`) loads too, with its default weights.
     """
+    if not (Path(folder) / CONFIG_FILE).is_file():
+        family = release_family(folder)
+        if family is not None:
+            return family.load(folder, device=device, dtype=dtype)
     config, state_dicts = load_checkpoint(folder)
-    absent = [name for name in COMPONENTS if name not in state_dicts]
+    pipeline = build_pipeline(config, empty=True)
+    parts = components_of(pipeline)
+    absent = [name for name in COMPONENTS if name not in state_dicts and parts[name].state_dict()]
     if absent:
         raise WeightsError(f"{folder}: components {absent} missing; an EMO checkpoint holds "
                            f"{list(COMPONENTS)} (write one with `python -m emo_models init`)")
-    pipeline = build_pipeline(config, empty=True)
     reports = [load_component(module, state_dicts[name], name, str(Path(folder) / f"{name}.safetensors"))
-               for name, module in components_of(pipeline).items()]
+               for name, module in parts.items() if module.state_dict()]
     meta = [n for n, p in pipeline.model.named_parameters() if p.is_meta]
     if meta:
         raise WeightsError(f"{folder}: parameters never loaded: {meta[:5]}")
@@ -71,6 +79,19 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
 def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None) -> Path:
     """Write the pipeline as a native EMO checkpoint folder (atomically)."""
     return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata)
+
+
+def convert_release(family: str, source: str | Path, out: str | Path,
+                    variant: str | None = None) -> tuple[Path, list[LoadReport]]:
+    """Write a family's release (e.g. EchoMimic's ``pretrained_weights/``) as a native EMO checkpoint folder
+    whose config.json carries the family's generation preset. Tensors keep the precision the release
+    stores them in; the folder is written atomically. variant: a weight set of the release (None: default)."""
+    found = get_family(family)
+    if not found.is_release(source):
+        raise WeightsError(f"{source}: not a {found.title} release; expected {found.layout}")
+    pipeline, reports = found.load(source, dtype=None, variant=variant)
+    metadata = {"converted_from": family, "variant": variant, "source": str(Path(source).resolve())}
+    return save_pipeline(pipeline, out, metadata), reports
 
 
 def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path | None = None,

@@ -180,9 +180,12 @@ def frame_count(num_samples, sample_rate: int, fps: float, rounding: str = "near
 
     ``rounding`` is the checkpoint's rule (``config.generation.frame_rounding``): ``nearest`` =
     floor(seconds x fps + 1/2) (halves round up, 2.5 -> 3, unlike Python's ``round``), ``ceil`` = the
-    frames needed to cover every sample. Computed exactly in integers from ``fps`` as a fraction, so a
-    clip of exactly N frames' worth of samples always gives N. Count from the audio as given (before
-    any resampling). num_samples: an int, or an integer array of counts (-> an int64 array, same shape).
+    frames needed to cover every sample, ``whisper`` = EchoMimic's count, one frame per chunk of the 50 Hz
+    Whisper features of the audio resampled to 16 kHz (a frame or two past the audio's end:
+    :func:`~emo_models.whisper_audio.whisper_frame_count`). Computed exactly in integers from ``fps`` as a
+    fraction, so a clip of exactly N frames' worth of samples always gives N (``nearest``, ``ceil``).
+    Count from the audio as given (before any resampling). num_samples: an int, or an integer array of
+    counts (-> an int64 array, same shape).
     """
     from .preset import FRAME_ROUNDING
 
@@ -192,6 +195,8 @@ def frame_count(num_samples, sample_rate: int, fps: float, rounding: str = "near
         raise ValueError(f"audio: sample rate {sample_rate!r}; give a positive whole number of samples per second")
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps: {fps!r}; give a positive, finite frame rate (25 or 30 typical)")
+    if rounding == "whisper":
+        return _whisper_frame_count(num_samples, int(sample_rate), fps)
     rate = Fraction(fps)
     num, den = rate.numerator, rate.denominator * int(sample_rate)  # frames = samples x num / den
     if np.ndim(num_samples) == 0:
@@ -204,3 +209,23 @@ def frame_count(num_samples, sample_rate: int, fps: float, rounding: str = "near
     samples = samples.astype(object if big else np.int64)  # Python integers where int64 could overflow
     frames = (2 * samples * num + den) // (2 * den) if rounding == "nearest" else -(-samples * num // den)
     return frames.astype(np.int64)
+
+
+def resampled_length(num_samples: int, sample_rate: int, target_rate: int) -> int:
+    """Samples :func:`resample` gives for ``num_samples`` at ``sample_rate``: round(n x target / rate), halves up."""
+    return (2 * int(num_samples) * int(target_rate) + int(sample_rate)) // (2 * int(sample_rate))
+
+
+def _whisper_frame_count(num_samples, sample_rate: int, fps: float):
+    """EchoMimic's frame count (``frame_rounding="whisper"``): int or integer array, as :func:`frame_count`."""
+    from .whisper_audio import HOP_LENGTH, SAMPLE_RATE, whisper_frame_count
+
+    def count(samples) -> int:
+        return whisper_frame_count(resampled_length(samples, sample_rate, SAMPLE_RATE) // (2 * HOP_LENGTH), fps)
+
+    if np.ndim(num_samples) == 0:
+        return count(int(num_samples))
+    samples = np.asarray(num_samples)
+    if not np.issubdtype(samples.dtype, np.integer):
+        raise ValueError(f"frame_count: sample counts of dtype {samples.dtype}; give whole numbers")
+    return np.array([count(int(n)) for n in samples.reshape(-1)], dtype=np.int64).reshape(samples.shape)

@@ -21,10 +21,11 @@ from dataclasses import dataclass, replace
 
 import torch
 from diffusers import UNet2DConditionModel
+from diffusers.models.attention import BasicTransformerBlock
 from einops import rearrange, repeat
 from torch import nn
 
-from .audio import AudioProjection
+from .audio import build_audio_projection, install_audio_attention_scale
 from .config import EMOConfig
 from .face_locator import FaceLocator
 from .preset import CONDITIONS
@@ -92,9 +93,9 @@ class EMOModel(nn.Module):
         self.config = config
         self.emo_layers = emo_layers
         self.backbone = UNet2DConditionModel(**config.unet)
-        self.reference_net = UNet2DConditionModel(**config.unet)
+        self.reference_net = build_reference_net(config)
         self.temporal = TemporalModules(config)
-        self.audio_projection = AudioProjection(config)
+        self.audio_projection = build_audio_projection(config)
         self.face_locator = FaceLocator(config)
         self.speed_encoder = SpeedEncoder(config)
         self.bank = ReferenceBank()
@@ -102,6 +103,7 @@ class EMOModel(nn.Module):
         self._frames = 1
         self._motion_capture: dict[str, torch.Tensor] | None = None
         install_reference_attention(self.backbone, self.reference_net, self.bank)
+        install_audio_attention_scale(self.backbone, config.audio_attention_scale)
         for motion_name, layer_name, _ in self.temporal.sites:
             self.backbone.get_submodule(layer_name).register_forward_hook(self._temporal_hook(motion_name))
             self.reference_net.get_submodule(layer_name).register_forward_hook(self._motion_capture_hook(motion_name))
@@ -146,9 +148,13 @@ class EMOModel(nn.Module):
         try:
             self.bank.capturing = True
             self._run_reference_net(reference_latents)
-            return dict(self.bank.recording)
+            features = dict(self.bank.recording)
         finally:
             self.bank.clear()
+        if self.config.reference_feature_dtype:
+            rounding = getattr(torch, self.config.reference_feature_dtype)
+            features = {k: x.to(rounding).to(x.dtype) for k, x in features.items()}
+        return features
 
     def encode_motion(self, motion_latents: torch.Tensor) -> dict[str, torch.Tensor]:
         """ReferenceNet features of the previous clip's last n frames for the temporal modules.
@@ -235,7 +241,7 @@ class EMOModel(nn.Module):
         if cond.audio_tokens is not None:
             context = rearrange(cond.audio_tokens.to(x.dtype), "v f k d -> (v f) k d")
         else:
-            context = x.new_zeros(v * f, self.config.audio_tokens, self.config.cross_attention_dim)
+            context = x.new_zeros(v * f, self.config.audio_token_count, self.config.cross_attention_dim)
         self._condition, self._frames = cond, f
         self.bank.reference, self.bank.frames, self.bank.use_reference = cond.reference, f, cond.use_reference
         try:
@@ -288,6 +294,20 @@ class EMOModel(nn.Module):
             yield self
         finally:
             self.emo_layers = previous
+
+
+def build_reference_net(config: EMOConfig) -> UNet2DConditionModel:
+    """The ReferenceNet: a stock UNet of the backbone's layout, optionally without cross-attention
+    (``attn2``/``norm2`` set to None: diffusers' blocks then skip it) or output layers (``conv_norm_out``
+    None, ``conv_out`` an identity: only its attention inputs are ever read)."""
+    unet = UNet2DConditionModel(**config.unet)
+    if not config.reference_net_attn2:
+        for module in unet.modules():
+            if isinstance(module, BasicTransformerBlock):
+                module.attn2, module.norm2 = None, None
+    if not config.reference_net_conv_out:
+        unet.conv_norm_out, unet.conv_out = None, nn.Identity()
+    return unet
 
 
 def _block_downscale(unet: UNet2DConditionModel, block: nn.Module) -> int:

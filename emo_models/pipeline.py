@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import audio_features, audio_windows
+from .audio import encode_audio_windows
 from .config import EMOConfig
 from .media_audio import frame_count, prepare_waveform
 from .model import EMOModel
@@ -117,8 +117,8 @@ class EMOPipeline:
         samples = int(np.shape(waveform)[-1])
         frames, fps = self.count_frames(samples, sample_rate, fps)
         wave = prepare_waveform(waveform, sample_rate, self.config.audio_sample_rate, name=name)
-        features = audio_features(self.audio_encoder, wave, frames)
-        return AudioEncoding(audio_windows(features, self.config.audio_window), fps, samples / sample_rate)
+        windows = encode_audio_windows(self.config, self.audio_encoder, wave, fps, frames)
+        return AudioEncoding(windows, fps, samples / sample_rate)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, slice_size: int = 4) -> torch.Tensor:

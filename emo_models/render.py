@@ -32,7 +32,7 @@ from .face_region import FaceBox, frame_portrait, locator_mask
 from .guidance import Guidance
 from .model import ClipCondition
 from .pipeline import AudioEncoding, EMOPipeline, GenerationCancelled, ReferenceEncoding
-from .preset import FIRST_CLIP_MOTION
+from .preset import FIRST_CLIP_MOTION, SAMPLERS
 from .schedulers import SCHEDULERS, make_scheduler
 from .speed_presets import speed_value
 
@@ -45,6 +45,9 @@ class RenderSettings:
 
     speed: degrees/frame, a constant, a preset name ("singing", see :mod:`emo_models.speed_presets`) or a
     per-frame schedule (a short one holds its last value).
+    sampler: ``motion_frames`` (clip by clip) or ``context_windows`` (the whole video at every step, in
+    windows of frames_per_clip overlapping by context_overlap, moved context_shift frames per step:
+    emo_models/context_windows.py); noise_clamp > 0 clamps the initial noise to +-noise_clamp.
     """
 
     steps: int
@@ -56,17 +59,26 @@ class RenderSettings:
     first_clip_motion: str
     seed: int = 0
     speed: float | str | np.ndarray = 0.5
+    sampler: str = "motion_frames"
+    context_overlap: int = 3
+    context_shift: int = 2
+    noise_clamp: float = 0.0
 
     @classmethod
     def from_config(cls, config: EMOConfig, *, steps: int | None = None, scheduler: str | None = None,
                     cfg: float | None = None, cfg_reference: float | None = None, cfg_audio: float | None = None,
                     frames_per_clip: int | None = None, motion_frames: int | None = None,
                     first_clip_motion: str | None = None, seed: int = 0,
-                    speed: float | str | np.ndarray | None = None) -> RenderSettings:
+                    speed: float | str | np.ndarray | None = None, sampler: str | None = None,
+                    context_overlap: int | None = None) -> RenderSettings:
         """The checkpoint's trained-for settings (``config.generation`` and its clip geometry), each value
         given here overriding it (None: the checkpoint's). An explicit ``cfg`` replaces the checkpoint's
-        whole guidance setting; ``cfg_reference``/``cfg_audio`` alone replace just that scale."""
+        whole guidance setting; ``cfg_reference``/``cfg_audio`` alone replace just that scale. The
+        ``context_windows`` sampler runs without motion frames unless ``motion_frames`` is given."""
         preset = config.generation
+        sampler = preset.sampler if sampler is None else sampler
+        if motion_frames is None:
+            motion_frames = 0 if sampler == "context_windows" else config.motion_frames
         if cfg is not None:
             guidance = Guidance(cfg, cfg_reference, cfg_audio)
         else:
@@ -78,9 +90,11 @@ class RenderSettings:
             scheduler=preset.scheduler if scheduler is None else scheduler,
             guidance=guidance, uncond_drops=preset.uncond_drops,
             frames_per_clip=config.frames_per_clip if frames_per_clip is None else frames_per_clip,
-            motion_frames=config.motion_frames if motion_frames is None else motion_frames,
+            motion_frames=motion_frames,
             first_clip_motion=preset.first_clip_motion if first_clip_motion is None else first_clip_motion,
-            seed=seed, speed=preset.speed if speed is None else speed,
+            seed=seed, speed=preset.speed if speed is None else speed, sampler=sampler,
+            context_overlap=preset.context_overlap if context_overlap is None else context_overlap,
+            context_shift=preset.context_shift, noise_clamp=preset.noise_clamp,
         )
         settings.check(config)
         return settings
@@ -97,6 +111,15 @@ class RenderSettings:
             raise ValueError(f"frames_per_clip {f!r}, motion_frames {n!r}: give f >= 1 and n >= 0 with f + n <= "
                              f"{window} (the model's temporal window); the checkpoint's are "
                              f"{config.frames_per_clip} and {config.motion_frames}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler: {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.sampler == "context_windows":
+            if n:
+                raise ValueError(f"motion_frames: {n}; the context_windows sampler denoises the whole video "
+                                 "together and uses no motion frames: give 0")
+            if not whole(self.context_overlap) or not 0 <= self.context_overlap < f:
+                raise ValueError(f"context_overlap: {self.context_overlap!r}; give a whole number of frames from 0 "
+                                 f"to frames_per_clip - 1 ({f - 1})")
         if self.first_clip_motion not in FIRST_CLIP_MOTION:
             raise ValueError(f"first_clip_motion: {self.first_clip_motion!r}; choose one of "
                              f"{', '.join(FIRST_CLIP_MOTION)}")
@@ -153,6 +176,25 @@ def clip_noise(seed: int, first_frame: int, shape: tuple[int, ...]) -> torch.Ten
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
+def start_latents(settings: RenderSettings, scheduler, first_frame: int, shape: tuple[int, ...],
+                  initial_noise: Callable[[int, tuple[int, ...]], torch.Tensor] | None = None) -> torch.Tensor:
+    """The starting latents (1, f, 4, h, w) of the frames from ``first_frame``: their noise (``initial_noise``
+    or :func:`clip_noise` of the seed), clamped to +-noise_clamp when set, times the scheduler's sigma."""
+    noise = (initial_noise or partial(clip_noise, settings.seed))(first_frame, shape)
+    if settings.noise_clamp > 0:
+        noise = noise.clamp(-settings.noise_clamp, settings.noise_clamp)
+    return noise * scheduler.init_noise_sigma
+
+
+def _checked_mask(face_mask: torch.Tensor, reference: ReferenceEncoding) -> torch.Tensor:
+    """face_mask if it is (1, 1, H, W) on the reference's frame, else a ValueError saying what to give."""
+    height, width = reference.image.shape[-2:]
+    if face_mask.ndim != 4 or tuple(face_mask.shape[:2]) != (1, 1) or tuple(face_mask.shape[-2:]) != (height, width):
+        raise ValueError(f"face_mask: shape {tuple(face_mask.shape)}; expected (1, 1, {height}, {width}), the "
+                         "reference's frame (emo_models.face_region.locator_mask builds it)")
+    return face_mask
+
+
 def _clip_windows(windows: torch.Tensor, start: int, frames: int) -> torch.Tensor:
     """Audio windows (F, ...) of frames [start, start + frames): a final partial clip repeats the last one."""
     span = windows[start:start + frames]
@@ -173,14 +215,23 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
     far (k >= n; only its last n frames are read), to continue it. on_step(done, total, latents) after
     every denoising step; should_stop() before each, raising :class:`GenerationCancelled` when it says so.
     initial_noise(first_frame, shape): a clip's starting noise (default :func:`clip_noise` of the seed),
-    e.g. to replay another implementation's noise in a parity check.
+    e.g. to replay another implementation's noise in a parity check. ``settings.sampler ==
+    "context_windows"`` denoises all frames together (one "clip" of F frames for the noise) and then yields
+    the decoded frames in clips of f; it cannot continue ``previous_frames``.
     """
+    if settings.sampler == "context_windows":
+        from .context_windows import render_context_windows
+
+        if previous_frames is not None:
+            raise ValueError("frames: the context_windows sampler denoises a whole video at once and cannot continue "
+                             "earlier frames; render the whole audio in one run")
+        yield from render_context_windows(pipeline, reference, audio, _checked_mask(face_mask, reference), settings,
+                                          on_step=on_step, should_stop=should_stop, initial_noise=initial_noise)
+        return
     model = pipeline.model
     f, n = settings.frames_per_clip, settings.motion_frames
     (c, h, w), (height, width) = reference.latent.shape[-3:], reference.image.shape[-2:]
-    if face_mask.ndim != 4 or tuple(face_mask.shape[:2]) != (1, 1) or tuple(face_mask.shape[-2:]) != (height, width):
-        raise ValueError(f"face_mask: shape {tuple(face_mask.shape)}; expected (1, 1, {height}, {width}), the "
-                         "reference's frame (emo_models.face_region.locator_mask builds it)")
+    face_mask = _checked_mask(face_mask, reference)
     device, dtype = pipeline.device, pipeline.dtype
     total = audio.frames
     clips = math.ceil(total / f)
@@ -217,8 +268,7 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
         batch = model.guidance_batch(cond, [drops for _, drops in branches])
         scheduler = make_scheduler(pipeline.config.scheduler, settings.scheduler, settings.steps)
         first_frame = start_frame + clip * f
-        noise = (initial_noise or partial(clip_noise, settings.seed))(first_frame, (1, f, c, h, w))
-        latents = (noise * scheduler.init_noise_sigma).to(device, dtype)
+        latents = start_latents(settings, scheduler, first_frame, (1, f, c, h, w), initial_noise).to(device, dtype)
         for t in scheduler.timesteps:
             if should_stop is not None and should_stop():
                 raise GenerationCancelled(f"generation cancelled at clip {clip + 1}/{clips}, step {done}")

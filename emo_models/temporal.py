@@ -5,7 +5,9 @@ keys ``down_blocks.{i}.motion_modules.{j}.temporal_transformer.…``, so motion-
 directly. Only the speed layers (``speed_norm``, ``speed_attention``) are new; their output projection
 starts at zero, so a freshly loaded motion module behaves exactly as AnimateDiff's.
 
-GroupNorm runs per frame on ``(b·f, c, h, w)``, as the original AnimateDiff does.
+GroupNorm runs per frame on ``(b·f, c, h, w)``, as the original AnimateDiff does. The positional
+encoding is computed, not stored; ``temporal_positions`` rounds it to the precision a checkpoint
+kept it in (a model that loaded fp16-stored encodings ran with those values).
 """
 
 from __future__ import annotations
@@ -197,6 +199,11 @@ class TemporalModules(nn.Module):
         self.mid_block = block(by_block["mid_block"])
         self.up_blocks = nn.ModuleList(block(by_block[f"up_blocks.{i}"])
                                        for i in range(len(config.unet["up_block_types"])))
+        if config.temporal_positions != "float32":  # the encoding as a checkpoint stored it (EchoMimic: fp16)
+            stored = getattr(torch, config.temporal_positions)
+            for attention in self.modules():
+                if isinstance(attention, TemporalSelfAttention):
+                    attention.positions = attention.positions.to(stored).float()
 
     def module(self, name: str) -> TemporalModule:
         """The motion module called ``name`` (e.g. ``up_blocks.1.motion_modules.2``)."""

@@ -103,13 +103,15 @@ def model_files(name: str) -> list[str]:
     return sorted(found)
 
 
-def model_folders(name: str, marker: str, depth: int = 3) -> list[str]:
-    """Sub-folders (up to ``depth`` deep) of a model kind's folders that hold a ``marker`` file."""
+def model_folders(name: str, marker: str | tuple[str, ...], depth: int = 3) -> list[str]:
+    """Sub-folders (up to ``depth`` deep) of a model kind's folders that hold a ``marker`` file (a path
+    relative to the folder, or any of several)."""
+    markers = (marker,) if isinstance(marker, str) else tuple(marker)
     found = set()
     for root in model_roots(name):
-        for folder, dirs, files in os.walk(root, followlinks=True):
+        for folder, dirs, _files in os.walk(root, followlinks=True):
             rel = os.path.relpath(folder, root)
-            if rel != "." and marker in files:
+            if rel != "." and any(os.path.isfile(os.path.join(folder, m)) for m in markers):
                 found.add(rel.replace(os.sep, "/"))
                 dirs.clear()  # a model folder's own sub-folders are its parts
             elif rel.count(os.sep) + 1 >= depth:

@@ -30,8 +30,11 @@ class EMOModules(torch.nn.Module):
 
 
 def native_checkpoints() -> list[str]:
-    """EMO checkpoint folders (with config.json) under models/emo."""
-    return comfy_bridge.model_folders("emo", "config.json")
+    """EMO checkpoint folders under models/emo: native ones (config.json) and open families' releases as
+    downloaded (EchoMimic's pretrained_weights: emo_models.families)."""
+    from emo_models.families import FAMILIES
+
+    return comfy_bridge.model_folders("emo", ("config.json", *(f.marker for f in FAMILIES.values())))
 
 
 def base_models() -> list[str]:
@@ -86,7 +89,8 @@ class LoadEMOModel:
 
         return {"required": {
             "checkpoint": ([*native_checkpoints(), ASSEMBLE], {"tooltip": "A native EMO checkpoint folder in "
-                           "models/emo (config.json + safetensors), or assemble one from the parts below."}),
+                           "models/emo (config.json + safetensors), an EchoMimic release folder as downloaded "
+                           "(its pretrained_weights files), or assemble one from the parts below."}),
             "base_model": choice(base_models(), "Assemble only: SD-1.5 from models/checkpoints (single file) or "
                                  "models/diffusers (folder); its UNet fills the backbone and ReferenceNet."),
             "vae": choice(comfy_bridge.model_files("vae"), "Assemble only: a VAE from models/vae; (none) uses "

@@ -1,4 +1,4 @@
-"""Speed Condition, EMO Sampler and Extend With Motion Frames: the clip-by-clip denoising loop in ComfyUI.
+"""Speed Condition, EMO Sampler and Extend With Motion Frames: the one render path in ComfyUI.
 
 Progress goes to ComfyUI's ProgressBar once per denoising step, with a cheap preview (the 4 latent
 channels through SD-1.5's fixed latent->RGB matrix, as ComfyUI's Latent2RGB previewer); a cancel stops
@@ -12,7 +12,7 @@ import math
 import torch
 from PIL import Image
 
-from emo_models.preset import FIRST_CLIP_MOTION
+from emo_models.preset import FIRST_CLIP_MOTION, SAMPLERS
 from emo_models.schedulers import SCHEDULERS as SCHEDULER_TABLE
 from emo_models.speed_presets import SPEED_PRESETS, describe_presets, speed_value
 
@@ -23,6 +23,7 @@ from .types import SpeedSchedule
 FROM_CHECKPOINT = "checkpoint"  # a choice meaning "what the checkpoint was trained for"
 SCHEDULERS = (FROM_CHECKPOINT, *SCHEDULER_TABLE)
 FIRST_CLIP = (FROM_CHECKPOINT, *FIRST_CLIP_MOTION)
+SAMPLER_CHOICES = (FROM_CHECKPOINT, *SAMPLERS)
 SD15_LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350),
                    (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177))
 PREVIEW_SIZE = 512
@@ -51,6 +52,12 @@ SAMPLER_SETTINGS = {
 FIRST_CLIP_SETTING = {
     "first_clip": (list(FIRST_CLIP), {"default": FROM_CHECKPOINT, "tooltip": "Motion frames of the first clip: "
                    "reference = the portrait repeated, zeros = none; checkpoint = what it was trained for."}),
+    "sampler": (list(SAMPLER_CHOICES), {"default": FROM_CHECKPOINT, "tooltip": "motion_frames: clip by clip, each "
+                "continuing the last frames of the one before (EMO); context_windows: every step denoises the whole "
+                "video in overlapping windows of frames_per_clip, averaged (EchoMimic, no motion frames); "
+                "checkpoint = the one it was trained for."}),
+    "context_overlap": ("INT", {"default": -1, "min": -1, "max": 31, "tooltip": "context_windows only: frames "
+                        "shared by neighbouring windows (EchoMimic: 3); -1 = from the checkpoint."}),
 }
 CONDITIONS = {
     "face_mask": ("MASK", {"tooltip": "Where the face may move (Face Locator Mask), drawn on the portrait. "
@@ -67,8 +74,9 @@ def latent_preview(latent: torch.Tensor) -> Image.Image:
 
 
 def render_settings(config, frames: int, *, steps, cfg, reference_cfg, audio_cfg, seed, scheduler, frames_per_clip,
-                    motion_frames, first_clip=FROM_CHECKPOINT, speed=None):
-    """The widgets' values as RenderSettings: 0 (-1 for motion_frames, "checkpoint" for choices) = the checkpoint's."""
+                    motion_frames, first_clip=FROM_CHECKPOINT, sampler=FROM_CHECKPOINT, context_overlap=-1, speed=None):
+    """The widgets' values as RenderSettings: 0 (-1 for motion_frames and context_overlap, "checkpoint" for
+    choices) = the checkpoint's."""
     from emo_models.render import RenderSettings
 
     def given(value, unset):
@@ -79,7 +87,8 @@ def render_settings(config, frames: int, *, steps, cfg, reference_cfg, audio_cfg
         cfg_reference=given(reference_cfg, 0), cfg_audio=given(audio_cfg, 0),
         frames_per_clip=given(frames_per_clip, 0), motion_frames=None if motion_frames < 0 else motion_frames,
         first_clip_motion=given(first_clip, FROM_CHECKPOINT), seed=seed,
-        speed=None if speed is None else speed.per_frame(frames))
+        speed=None if speed is None else speed.per_frame(frames), sampler=given(sampler, FROM_CHECKPOINT),
+        context_overlap=None if context_overlap < 0 else context_overlap)
 
 
 def render_video(emo_model, reference, audio, *, face_mask=None, speed=None, previous_frames=None, **widgets):
@@ -92,7 +101,8 @@ def render_video(emo_model, reference, audio, *, face_mask=None, speed=None, pre
     settings = render_settings(pipeline.config, audio.frames, speed=speed, **widgets)
     mask = None if face_mask is None else mask_to_model(face_mask, "face_mask")
     region = locator_mask(reference.portrait, pipeline.config.generation, mask)
-    bar = comfy_bridge.progress_bar(math.ceil(audio.frames / settings.frames_per_clip) * settings.steps)
+    windows = settings.sampler == "context_windows"  # all frames at every step: one step is one update
+    bar = comfy_bridge.progress_bar(settings.steps * (1 if windows else math.ceil(audio.frames / settings.frames_per_clip)))
 
     def on_step(done, total, latents):
         bar.update_absolute(done, total, ("JPEG", latent_preview(latents[0]), PREVIEW_SIZE))
@@ -135,7 +145,8 @@ class SpeedCondition:
 
 
 class EMOSampler:
-    """Talking-portrait frames from a reference and audio features, clip by clip (IMAGE + LATENT)."""
+    """Talking-portrait frames from a reference and audio features, clip by clip or in context windows
+    (IMAGE + LATENT)."""
 
     CATEGORY = "EMO"
     RETURN_TYPES = ("IMAGE", "LATENT")

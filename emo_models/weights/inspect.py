@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import CONFIGS, EMOConfig
-from . import animatediff, native, sd15, wav2vec2
+from . import animatediff, echomimic, native, sd15, wav2vec2
 from .safe_load import WeightsError, compare_keys, read_state_dict, short_list
 
 SD15_PARTS = {"unet": sd15.LDM_UNET_PREFIX, "vae": "first_stage_model.", "text encoder": "cond_stage_model.",
@@ -88,6 +88,9 @@ def _wav2vec2_lines(path: Path) -> list[str]:
 
 def _file_kind(state_dict: Mapping[str, torch.Tensor]) -> str:
     keys = list(state_dict)
+    echomimic_file = echomimic.describe_echomimic_file(dict(state_dict))
+    if echomimic_file:
+        return echomimic_file
     if any(".motion_modules." in k for k in keys):
         return "AnimateDiff motion module"
     if any(k.startswith(sd15.LDM_UNET_PREFIX) for k in keys):
@@ -186,6 +189,13 @@ def _describe_folder(path: Path, config: EMOConfig | None) -> tuple[str, list[st
     data = data if isinstance(data, dict) else {}
     if {"unet", "vae", "audio_encoder"} <= set(data) and "_class_name" not in data:
         return "native EMO checkpoint", _describe_native(path)
+    if echomimic.is_echomimic_release(path):
+        present = [name for name in echomimic.FILES if (path / name).is_file()]
+        missing = [name for name in echomimic.FILES if name not in present]
+        acc = [p.name for p in sorted(path.glob("*_acc.pth"))]
+        return "EchoMimic release (pretrained_weights layout)", [
+            f"  files: {short_list(present, 8)}", *([f"  missing: {', '.join(missing)}"] if missing else []),
+            *([f"  accelerated weights: {', '.join(acc)}"] if acc else [])]
     if (path / "model_index.json").is_file():
         present = sorted(p.name for p in path.iterdir() if p.is_dir())
         lines = [f"  subfolders: {', '.join(present)}"]

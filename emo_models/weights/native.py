@@ -58,6 +58,7 @@ def save_checkpoint(folder: str | Path, config: EMOConfig,
     if folder.exists() and not (folder.is_dir() and ((folder / CONFIG_FILE).is_file() or not any(folder.iterdir()))):
         raise WeightsError(f"{folder}: exists and is not an EMO checkpoint folder; refusing to replace it")
     tensors = {name: _plain_tensors(name, module) for name, module in components.items()}
+    tensors = {name: state_dict for name, state_dict in tensors.items() if state_dict}  # parameterless parts
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:

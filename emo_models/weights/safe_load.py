@@ -19,6 +19,8 @@ from safetensors.torch import load_file
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin", ".model")  # .model: SyncNet's syncnet_v2.model
 WEIGHT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+# where checkpoints nest their tensors: Lightning/generic, DataParallel, openai Whisper ({"dims", "model_state_dict"})
+NESTED_STATE_DICT_KEYS = ("state_dict", "module", "model_state_dict")
 PLAIN_TENSORS_ONLY = "only plain tensor state dicts are accepted (safetensors, or torch.load(weights_only=True))"
 
 _SAFETENSORS_DTYPES = {
@@ -43,7 +45,7 @@ def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
     """Read a flat ``{key: tensor}`` dict from one weights file.
 
     ``.safetensors``/``.sft`` via safetensors; ``.ckpt/.pth/.pt/.bin`` via
-    ``torch.load(weights_only=True)``, unwrapping a top-level ``state_dict`` or ``module`` nesting.
+    ``torch.load(weights_only=True)``, unwrapping a top-level ``state_dict``, ``module`` or ``model_state_dict`` nesting.
     ``device="meta"`` reads only a safetensors header (shapes and dtypes, no data) — cheap for
     inspecting large files; pickles are read in full either way.
     """
@@ -88,8 +90,8 @@ def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
                            f"({str(err).splitlines()[-1] if str(err) else err!r})") from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         raise WeightsError(f"{path}: cannot be read as a torch checkpoint, truncated or corrupt? ({err})") from err
-    while isinstance(obj, dict) and any(isinstance(obj.get(k), dict) for k in ("state_dict", "module")):
-        obj = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj["module"]
+    while isinstance(obj, dict) and (key := next((k for k in NESTED_STATE_DICT_KEYS if isinstance(obj.get(k), dict)), None)):
+        obj = obj[key]
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state dict; {PLAIN_TENSORS_ONLY}")
     bad = [f"{k} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]

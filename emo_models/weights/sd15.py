@@ -56,7 +56,10 @@ def foreign_family(state_dict: dict[str, torch.Tensor]) -> str | None:
         return "an SDXL checkpoint"
     if _SD2_ATTN2 in state_dict and state_dict[_SD2_ATTN2].shape[-1] == 1024:
         return "an SD-2.x checkpoint"
-    return None
+    from .echomimic import describe_echomimic_file
+
+    echomimic = describe_echomimic_file(state_dict)
+    return f"{echomimic}, which loads with its whole release folder (models/emo/<name>/)" if echomimic else None
 
 
 def _refuse_foreign_family(state_dict: dict[str, torch.Tensor], source: str) -> None:
