@@ -68,9 +68,11 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
     return pipeline, reports
 
 
-def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None) -> Path:
-    """Write the pipeline as a native EMO checkpoint folder (atomically)."""
-    return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata)
+def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None,
+                  force: bool = False) -> Path:
+    """Write the pipeline as a native EMO checkpoint folder (atomically; an existing non-empty folder
+    only with ``force``, replacing just the checkpoint's files, see :func:`save_checkpoint`)."""
+    return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata, force=force)
 
 
 def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path | None = None,

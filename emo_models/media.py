@@ -25,12 +25,19 @@ from .media_audio import (
     resample,
     trim_audio,
 )
-from .media_video import h264_encoder, probe_video, read_video, write_video
+from .media_video import (
+    VIDEO_SUFFIXES,
+    check_video_output,
+    h264_encoder,
+    probe_video,
+    read_video,
+    write_video,
+)
 
 __all__ = [
     "load_image", "check_image", "fit_image", "fit_geometry", "to_model_range", "from_model_range",
     "load_audio", "read_audio", "prepare_waveform", "trim_audio", "frame_count", "resample", "SILENCE_PEAK",
-    "write_video", "read_video", "probe_video", "h264_encoder",
+    "write_video", "check_video_output", "VIDEO_SUFFIXES", "read_video", "probe_video", "h264_encoder",
 ]  # fmt: skip
 
 MIN_IMAGE_SIZE = 16

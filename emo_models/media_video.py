@@ -1,7 +1,9 @@
 """Video out and in with PyAV (its bundled FFmpeg; no system ffmpeg): H.264 + AAC in mp4.
 
-:func:`write_video` writes to a hidden temporary file beside the target and renames it onto the
-target only when the file is complete, so a failed or cancelled run leaves nothing half-written.
+:func:`write_video` writes through :func:`~emo_models.atomic_output.atomic_file`: a hidden temporary
+file beside the target, renamed onto it only when complete, so a failed or cancelled run (Ctrl-C,
+SIGTERM) leaves nothing half-written. :func:`check_video_output` is the same writer's preflight, for
+callers to run before any heavy work.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import functools
 import itertools
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
@@ -18,10 +19,13 @@ import av
 import numpy as np
 import torch
 
+from .atomic_output import atomic_file, check_output_file
 from .media_audio import _as_channels_first, decode_audio_stream, resample
 
 # Software H.264 encoders in order of preference; "h264" is whatever FFmpeg registers as default.
 H264_ENCODERS = ("libx264", "libopenh264", "h264")
+# Containers this writer fills with H.264 + AAC that common players open (PyAV picks the muxer by extension).
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 # BT.709 matrix, primaries and transfer, limited range: what players assume for web video.
 _BT709, _MPEG_RANGE = 1, 1
 
@@ -41,6 +45,17 @@ def h264_encoder() -> str:
         f"video: none of the H.264 encoders {H264_ENCODERS} works in PyAV {av.__version__}'s FFmpeg; "
         "install the PyAV wheel from PyPI (pip install --force-reinstall av), which bundles libx264"
     )
+
+
+def check_video_output(path: str | os.PathLike, inputs=(), force: bool = False, option: str = "out") -> str:
+    """Refuse, before any heavy work, a video path :func:`write_video` could not or must not write.
+
+    Checks: a file name ending in one of :data:`VIDEO_SUFFIXES`, not a folder, not one of ``inputs``, a
+    folder that is (or can be created) writable, nothing there already unless ``force``. Raises
+    :class:`~emo_models.atomic_output.OutputError` naming ``option``; returns the path.
+    """
+    return str(check_output_file(path, suffixes=VIDEO_SUFFIXES, inputs=inputs, force=force, option=option,
+                                 kind="video"))
 
 
 def _frame_to_uint8(frame, index: int) -> np.ndarray:
@@ -116,6 +131,7 @@ def write_video(
     audio: np.ndarray | torch.Tensor | None = None,
     sample_rate: int = 16000,
     crf: int = 18,
+    force: bool = True,
 ) -> str:
     """Write frames (and audio) as an H.264/AAC video; return ``path``.
 
@@ -123,16 +139,16 @@ def write_video(
     frames (e.g. a generator, so long videos need not sit in memory). An odd H or W is padded by one
     repeated pixel. audio: (T,), (C, T) or (B, C, T) at ``sample_rate``, cut or zero-padded to the
     video's duration, muxed as AAC. crf: libx264 quality (0 lossless .. 51; 18 is visually lossless).
-    The file appears at ``path`` only when complete: on any error, or Ctrl-C, the temporary file is
-    removed and whatever was at ``path`` before is left as it was.
+    The file appears at ``path`` only when complete: on any error, Ctrl-C or SIGTERM the temporary file
+    is removed and whatever was at ``path`` before is left as it was. path: a file name ending in one of
+    :data:`VIDEO_SUFFIXES`; force: replace an existing file (False: refuse, see :func:`check_video_output`).
     """
     path = os.fspath(path)
-    if not fps or fps <= 0:
-        raise ValueError(f"video: fps {fps} must be positive, e.g. 25")
-    stem, suffix = os.path.splitext(os.path.basename(path))
-    if not stem or not suffix:
-        raise ValueError(f"video: {path} needs a file name with an extension such as .mp4")
+    if not fps or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"video: fps {fps} must be a positive number, e.g. 25")
+    check_video_output(path, force=force)
     rate = Fraction(fps).limit_denominator(1001)  # 25 -> 25/1, 29.97 -> 2997/100
+    layout = None
     if audio is not None:
         audio, sample_rate, layout = _audio_for_video(audio, sample_rate)
     frame_iter = _iter_frames(frames)
@@ -140,64 +156,63 @@ def write_video(
     if first is None:
         raise ValueError("frames: no frames to write; give at least one (H, W, 3) frame")
     encoder = h264_encoder()
-
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{suffix}", dir=folder)
-    os.close(fd)
-    container = None
-    try:
-        mp4_like = suffix.lower() in (".mp4", ".mov", ".m4v")
+    mp4_like = os.path.splitext(path)[1].lower() in (".mp4", ".mov", ".m4v")
+    with atomic_file(path, force=force) as partial:
         container = av.open(partial, "w", options={"movflags": "+faststart"} if mp4_like else {})
-        video = container.add_stream(encoder, rate=rate)
-        video.height, video.width = _even(first).shape[:2]
-        video.pix_fmt = "yuv420p"
-        video.codec_context.time_base = 1 / rate
-        ctx = video.codec_context
-        ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
-        ctx.color_range = _MPEG_RANGE
-        if encoder == "libx264":
-            video.options = {"crf": str(crf)}
-        else:
-            video.bit_rate = video.width * video.height * math.ceil(rate)  # ~1 bit per pixel per frame
-        sound = None
-        if audio is not None:
-            sound = container.add_stream("aac", rate=sample_rate, layout=layout)
-            sound.codec_context.time_base = Fraction(1, sample_rate)
-        written = 0  # audio samples muxed so far
-        for index, frame in enumerate(itertools.chain([first], frame_iter)):
-            if frame.shape != first.shape:
-                raise ValueError(
-                    f"frames: frame {index} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
-                    f"{first.shape[1]}x{first.shape[0]}; every frame must have the same size"
-                )
-            out = av.VideoFrame.from_ndarray(_even(frame), format="rgb24")
-            out = out.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
-            out.pts, out.time_base = index, 1 / rate
-            container.mux(video.encode(out))
-            if sound is not None:  # audio up to the end of this frame, so the streams interleave
-                end = math.floor(Fraction(index + 1) / rate * sample_rate + Fraction(1, 2))
-                if end > written:
-                    container.mux(sound.encode(_audio_piece(audio, written, end, layout, sample_rate)))
-                written = end
-        container.mux(video.encode(None))
-        if sound is not None:
-            container.mux(sound.encode(None))
-        container.close()
-        container = None
-        os.replace(partial, path)
-    except BaseException:
-        if container is not None:
+        try:
+            _encode(container, encoder, rate, first, frame_iter, crf, audio, sample_rate, layout)
+        except BaseException:
             try:
                 container.close()
             except Exception:  # the file is being thrown away; the first error is the one to report
                 pass
-        try:
-            os.remove(partial)
-        except FileNotFoundError:
-            pass
-        raise
+            raise
+        container.close()
     return path
+
+
+def _encode(container, encoder, rate, first, frame_iter, crf, audio, sample_rate, layout) -> None:
+    """Encode ``first`` and the rest of ``frame_iter`` (and the audio, interleaved) into ``container``."""
+    video = _add_video_stream(container, encoder, rate, _even(first), crf)
+    sound = None
+    if audio is not None:
+        sound = container.add_stream("aac", rate=sample_rate, layout=layout)
+        sound.codec_context.time_base = Fraction(1, sample_rate)
+    written = 0  # audio samples muxed so far
+    for index, frame in enumerate(itertools.chain([first], frame_iter)):
+        if frame.shape != first.shape:
+            raise ValueError(
+                f"frames: frame {index} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
+                f"{first.shape[1]}x{first.shape[0]}; every frame must have the same size"
+            )
+        out = av.VideoFrame.from_ndarray(_even(frame), format="rgb24")
+        out = out.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
+        out.pts, out.time_base = index, 1 / rate
+        container.mux(video.encode(out))
+        if sound is not None:  # audio up to the end of this frame, so the streams interleave
+            end = math.floor(Fraction(index + 1) / rate * sample_rate + Fraction(1, 2))
+            if end > written:
+                container.mux(sound.encode(_audio_piece(audio, written, end, layout, sample_rate)))
+            written = end
+    container.mux(video.encode(None))
+    if sound is not None:
+        container.mux(sound.encode(None))
+
+
+def _add_video_stream(container, encoder: str, rate: Fraction, first: np.ndarray, crf: int):
+    """The H.264 stream of ``container``: yuv420p, BT.709 limited range, crf (libx264) or ~1 bit/pixel."""
+    video = container.add_stream(encoder, rate=rate)
+    video.height, video.width = first.shape[:2]
+    video.pix_fmt = "yuv420p"
+    video.codec_context.time_base = 1 / rate
+    ctx = video.codec_context
+    ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
+    ctx.color_range = _MPEG_RANGE
+    if encoder == "libx264":
+        video.options = {"crf": str(crf)}
+    else:
+        video.bit_rate = video.width * video.height * math.ceil(rate)  # ~1 bit per pixel per frame
+    return video
 
 
 def _open_video(path) -> av.container.InputContainer:
