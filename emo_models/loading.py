@@ -20,8 +20,9 @@ from .config import EMOConfig
 from .model import EMOModel
 from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
-from .weights.native import COMPONENTS, load_checkpoint, save_checkpoint
+from .weights.native import COMPONENTS, load_checkpoint, read_metadata, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
+from .weights.sanity import CheckpointReport, check_finite, untrained_parts
 
 MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder")
 
@@ -51,21 +52,44 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32) -> tuple[EMOPipeline, list[LoadReport]]:
     """A native EMO checkpoint folder -> (pipeline on ``device``/``dtype``, one report per component).
 
-    Every component must be present and complete; a missing file or key is an error naming it.
+    Every component must be present and complete; a missing file or key is an error naming it, and so
+    are NaN or infinite weights (in the file, or made by the cast to ``dtype``). :func:`checkpoint_report`
+    turns the reports into what a load prints.
     """
     config, state_dicts = load_checkpoint(folder)
     absent = [name for name in COMPONENTS if name not in state_dicts]
     if absent:
         raise WeightsError(f"{folder}: components {absent} missing; an EMO checkpoint holds "
                            f"{list(COMPONENTS)} (write one with `python -m emo_models init`)")
-    pipeline = build_pipeline(config, empty=True)
+    try:
+        pipeline = build_pipeline(config, empty=True)
+    except Exception as err:  # a config whose fields are each valid but do not fit together
+        raise WeightsError(f"{Path(folder) / 'config.json'}: the EMO model cannot be built from it "
+                           f"({type(err).__name__}: {err}); fix config.json or copy the checkpoint's own") from None
     reports = [load_component(module, state_dicts[name], name, str(Path(folder) / f"{name}.safetensors"))
                for name, module in components_of(pipeline).items()]
     meta = [n for n, p in pipeline.model.named_parameters() if p.is_meta]
     if meta:
         raise WeightsError(f"{folder}: parameters never loaded: {meta[:5]}")
     pipeline.to(device=device, dtype=dtype)
+    check_finite({name: module.state_dict() for name, module in components_of(pipeline).items()}, str(folder),
+                 dtype=dtype)
     return pipeline, reports
+
+
+def checkpoint_report(folder: str | Path, pipeline: EMOPipeline, reports: list[LoadReport],
+                      family: str = "EMO native checkpoint") -> CheckpointReport:
+    """What loading ``folder`` gave: family, config, dtype, per-component key reports and the parts
+    that were never trained (from ``metadata.json`` and the still-zero output layers)."""
+    try:
+        metadata, notes = read_metadata(folder), []
+    except WeightsError as err:
+        metadata, notes = {}, [f"{err}; cannot tell from it which parts were trained"]
+    states = {name: module.state_dict() for name, module in components_of(pipeline).items()}
+    config = pipeline.config
+    return CheckpointReport(source=str(folder), family=family, dtype=str(pipeline.dtype).removeprefix("torch."),
+                            config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)",
+                            components=list(reports), untrained=untrained_parts(metadata, states), notes=notes)
 
 
 def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None,

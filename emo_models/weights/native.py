@@ -93,10 +93,7 @@ def load_checkpoint(folder: str | Path, components: Iterable[str] | None = None
         raise WeightsError(f"{folder}: {'is a file' if folder.exists() else 'no such folder'}; {expected}")
     if not (folder / CONFIG_FILE).is_file():
         raise WeightsError(f"{folder}: no {CONFIG_FILE}; {expected}")
-    try:
-        config = EMOConfig.load(folder / CONFIG_FILE)
-    except (ValueError, TypeError) as err:
-        raise WeightsError(f"{folder / CONFIG_FILE}: not an EMO config ({err})") from err
+    config = read_config(folder / CONFIG_FILE)
     files = {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
     foreign = sorted(set(files) - set(COMPONENTS))
     if foreign:
@@ -106,7 +103,45 @@ def load_checkpoint(folder: str | Path, components: Iterable[str] | None = None
     return config, {name: read_state_dict(path) for name, path in files.items() if name in wanted}
 
 
+def read_config(path: str | Path) -> EMOConfig:
+    """An EMO checkpoint's ``config.json``, checked field by field and part by part (the UNet, VAE and
+    wav2vec2 arguments must build); a :class:`WeightsError` names the file and the field at fault."""
+    try:
+        config = EMOConfig.load(path)
+    except (ValueError, TypeError) as err:
+        raise WeightsError(str(err)) from None
+    from .sd15 import unet_shapes, vae_shapes
+
+    for field, build in (("unet", unet_shapes), ("vae", vae_shapes), ("audio_encoder", _wav2vec2_config)):
+        try:
+            build(getattr(config, field))
+        except Exception as err:  # any constructor error means the field does not describe that part
+            part = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "audio_encoder": "Wav2Vec2Config"}[field]
+            raise WeightsError(f"{path}: field {field!r} does not describe a {part} ({type(err).__name__}: {err}); "
+                               "fix config.json or copy it from the checkpoint it came from") from None
+    return config
+
+
+def _wav2vec2_config(arguments: dict):
+    from transformers import Wav2Vec2Config
+
+    config = Wav2Vec2Config(**arguments)
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+                         f"{config.num_attention_heads}")
+    return config
+
+
 def read_metadata(folder: str | Path) -> dict[str, Any]:
     """The ``metadata.json`` of an EMO checkpoint folder, or ``{}`` when it has none."""
     path = Path(folder) / METADATA_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WeightsError(f"{path}: cannot be read as JSON ({err}); fix it or delete it (it only holds notes)") \
+            from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: holds a JSON {type(data).__name__}, not an object; fix it or delete it")
+    return data
