@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .atomic_output import atomic_file, check_output_file
-from .media_audio import _as_channels_first, decode_audio_stream, resample
+from .media_audio import decode_audio_stream, resample
+from .validation import channels_first
 
 # Software H.264 encoders in order of preference; "h264" is whatever FFmpeg registers as default.
 H264_ENCODERS = ("libx264", "libopenh264", "h264")
@@ -101,7 +102,7 @@ def _audio_for_video(audio, sample_rate: int) -> tuple[np.ndarray, int, str]:
     """Audio to mux: (C, T) float32 in [-1, 1] with C in {1, 2}, an AAC sample rate and a layout."""
     if sample_rate is None or sample_rate <= 0:
         raise ValueError(f"audio: sample rate {sample_rate} must be positive (e.g. 16000)")
-    wave = _as_channels_first(audio, "audio")
+    wave = channels_first(audio, "audio")
     if not np.isfinite(wave).all():
         raise ValueError("audio: contains NaN or inf samples; re-decode the clip")
     if wave.shape[0] > 2:
