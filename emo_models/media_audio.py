@@ -19,7 +19,7 @@ import soundfile
 import soxr
 import torch
 
-from .validation import InputError, channels_first, check_samples, is_integer
+from .validation import InputError, channels_first, check_duration, check_samples, is_integer
 
 MAX_SAMPLE_RATE = 1_000_000  # Hz; any real recording is far below
 
@@ -115,13 +115,14 @@ def prepare_waveform(
     waveform: (T,), (C, T) or (B, C, T) (ComfyUI AUDIO; the first batch item is used), numpy or torch,
     at ``sample_rate``. Channels are averaged, then resampled to ``target_rate``. Refuses (InputError
     naming ``name``) a rate that is not a whole number of Hz in (0, 1 MHz], 0 samples, NaN/inf and
-    silence (peak below 1e-4). Any amplitude is accepted (the encoder normalises it).
+    silence (peak below 1e-4), and clips under 25 ms. Any amplitude is accepted (the encoder normalises it).
     """
     _check_rate(sample_rate, f"{name}: sample rate", "e.g. 16000 or 44100")
     _check_rate(target_rate, f"{name}: target rate", "e.g. 16000")
     wave = check_samples(channels_first(waveform, name), name)
-    mono = wave.mean(axis=0)
-    return resample(mono, int(sample_rate), int(target_rate))
+    mono = resample(wave.mean(axis=0), int(sample_rate), int(target_rate))
+    check_duration(mono.shape[-1], int(target_rate), name)
+    return mono
 
 
 def _check_rate(rate, label: str, example: str) -> None:
@@ -144,14 +145,16 @@ def trim_audio(wave, sample_rate: int, start: float = 0.0, duration: float = 0.0
         raise InputError(
             f"audio: start {start} s and duration {duration} s must be finite and >= 0 (duration 0 = to the end)"
         )
+    if getattr(wave, "ndim", 0) < 1:
+        raise InputError(f"audio: a waveform needs a time axis, got shape {tuple(getattr(wave, 'shape', ()))}")
     length = wave.shape[-1]
-    first = int(math.floor(start * sample_rate + 0.5))
-    last = length if duration == 0 else min(length, first + int(math.floor(duration * sample_rate + 0.5)))
+    seconds = length / sample_rate
+    first = int(math.floor(min(start, seconds) * sample_rate + 0.5))
+    last = length if duration == 0 else min(length, first + int(math.floor(min(duration, seconds) * sample_rate + 0.5)))
     if last <= first:
         span = f"{start:g} s to {'the end' if duration == 0 else f'{start + duration:g} s'}"
         raise InputError(
-            f"audio: {span} holds no samples of the {length / sample_rate:.3f} s clip; "
-            "lower start (and check duration)"
+            f"audio: {span} holds no samples of the {seconds:.3f} s clip; lower start (and check duration)"
         )
     return wave[..., first:last]
 

@@ -20,6 +20,7 @@ import torch
 
 MIN_IMAGE_SIZE = 16
 SILENCE_PEAK = 1e-4  # a clip whose absolute peak is below this is refused as silent
+MIN_AUDIO_SECONDS = 0.025  # wav2vec2's receptive field: 400 samples at 16 kHz make its first feature
 
 
 class InputError(ValueError):
@@ -108,11 +109,19 @@ def check_samples(wave: np.ndarray, name: str = "audio") -> np.ndarray:
     return wave
 
 
-def check_waveform(wave, name: str = "audio") -> np.ndarray:
-    """The mono waveform the audio encoder reads: (T,) at the model's sample rate -> float32 numpy (T,).
+def check_duration(samples: int, sample_rate: int, name: str = "audio") -> None:
+    """Refuse audio shorter than :data:`MIN_AUDIO_SECONDS` (too short for the audio encoder)."""
+    if samples < math.ceil(MIN_AUDIO_SECONDS * sample_rate):
+        raise InputError(f"{name}: {samples} samples at {sample_rate} Hz ({samples / sample_rate * 1000:.3g} ms) is too "
+                         f"short; give at least {MIN_AUDIO_SECONDS * 1000:g} ms of speech or singing")
+
+
+def check_waveform(wave, name: str = "audio", sample_rate: int = 16000) -> np.ndarray:
+    """The mono waveform the audio encoder reads: (T,) at the model's ``sample_rate`` -> float32 numpy (T,).
 
     Refuses other shapes (a (T, 2) or (2, T) stereo array: mix it with
-    ``emo_models.media.prepare_waveform(wave, sample_rate)``), NaN/inf, empty and silent audio.
+    ``emo_models.media.prepare_waveform(wave, sample_rate)``), NaN/inf, silent audio and audio shorter
+    than :data:`MIN_AUDIO_SECONDS`.
     """
     if isinstance(wave, torch.Tensor):
         wave = wave.detach().cpu()
@@ -123,7 +132,9 @@ def check_waveform(wave, name: str = "audio") -> np.ndarray:
         else:
             hint = " (stereo or batched: mix and resample it with emo_models.media.prepare_waveform(wave, rate))"
         raise InputError(f"{name}: expected a mono waveform (T,), got shape {shape}{hint}")
-    return check_samples(channels_first(wave, name), name)[0]
+    mono = check_samples(channels_first(wave, name), name)[0]
+    check_duration(mono.shape[-1], sample_rate, name)
+    return mono
 
 
 def check_face_mask(mask, height: int, width: int, name: str = "face_mask") -> torch.Tensor:
