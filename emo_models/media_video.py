@@ -19,7 +19,7 @@ import av
 import numpy as np
 import torch
 
-from .atomic_output import atomic_file, check_output_file
+from .atomic_output import OutputError, atomic_file, check_output_file
 from .media_audio import decode_audio_stream, resample
 from .validation import channels_first
 
@@ -42,7 +42,7 @@ def h264_encoder() -> str:
             return ctx.codec.name
         except Exception:  # not built in, or cannot open here (e.g. a GPU encoder without a GPU)
             continue
-    raise RuntimeError(
+    raise OutputError(
         f"video: none of the H.264 encoders {H264_ENCODERS} works in PyAV {av.__version__}'s FFmpeg; "
         "install the PyAV wheel from PyPI (pip install --force-reinstall av), which bundles libx264"
     )
@@ -52,11 +52,14 @@ def check_video_output(path: str | os.PathLike, inputs=(), force: bool = False, 
     """Refuse, before any heavy work, a video path :func:`write_video` could not or must not write.
 
     Checks: a file name ending in one of :data:`VIDEO_SUFFIXES`, not a folder, not one of ``inputs``, a
-    folder that is (or can be created) writable, nothing there already unless ``force``. Raises
-    :class:`~emo_models.atomic_output.OutputError` naming ``option``; returns the path.
+    folder that is (or can be created) writable, nothing there already unless ``force``, an H.264
+    encoder in this PyAV. Raises :class:`~emo_models.atomic_output.OutputError` naming ``option``;
+    returns the path.
     """
-    return str(check_output_file(path, suffixes=VIDEO_SUFFIXES, inputs=inputs, force=force, option=option,
-                                 kind="video"))
+    checked = str(check_output_file(path, suffixes=VIDEO_SUFFIXES, inputs=inputs, force=force, option=option,
+                                    kind="video"))
+    h264_encoder()
+    return checked
 
 
 def _frame_to_uint8(frame, index: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from emo_models.config import demo_config, full_config, tiny_config
 from emo_models.options import OPTIONS, check_option, check_size, markdown_table
 from emo_models.validation import (
     InputError,
+    check_device,
     check_face_mask,
     check_portrait,
     check_waveform,
@@ -164,3 +165,28 @@ def test_face_masks_are_accepted_as_bool_or_without_batch_axes():
     for mask in (torch.ones(64, 64, dtype=torch.bool), torch.ones(1, 64, 64), torch.ones(1, 1, 64, 64)):
         out = check_face_mask(mask, 64, 64)
         assert out.shape == (1, 1, 64, 64) and out.dtype == torch.float32 and float(out.min()) == 1.0
+
+
+# ---- devices ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,message", [
+    ("gpu", r"^--device: 'gpu' is not a device; give auto, cpu, cuda, cuda:N, mps or xpu$"),
+    ("cuda:x", r"^--device: 'cuda:x' is not a device; give auto, cpu, cuda, cuda:N, mps or xpu$"),
+    ("meta", r"^--device: 'meta' is not a device this package runs on; give auto, cpu, cuda, cuda:N, mps or xpu$"),
+])
+def test_an_unknown_device_is_refused_naming_the_choices(name, message):
+    with pytest.raises(InputError, match=message):
+        check_device(name, "--device")
+
+
+def test_a_gpu_that_is_not_there_is_refused_before_loading(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match=r"^--device: 'cuda' asked for, but this machine has no usable cuda device "
+                                         r"\(torch .*\); use cpu or auto, or install a torch build for your GPU$"):
+        check_device("cuda", "--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(InputError, match=r"^--device: 'cuda:1' asked for, but there is only 1 cuda device \(0 to 0\)$"):
+        check_device("cuda:1", "--device")
+    assert check_device("cuda:0") == torch.device("cuda:0") and check_device("auto") == torch.device("cuda")
+    assert check_device(" CPU ") == torch.device("cpu")
