@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import math
 import numbers
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .validation import InputError, is_integer
+from .validation import InputError, is_integer, size_multiple
 
 
 @dataclass(frozen=True)
@@ -124,14 +125,35 @@ def check_option(name: str, value, label: str | None = None):
     return value
 
 
-def check_size(width: int, height: int, multiple: int, labels: tuple[str, str] = ("width", "height")) -> None:
-    """Width and height in range and multiples of ``multiple`` (see ``validation.size_multiple``)."""
-    for name, label, value in (("width", labels[0], width), ("height", labels[1], height)):
-        value = check_option(name, value, label)
-        if value % multiple:
+def check_generation(config, values: Mapping[str, object], label: Callable[[str], str] = str) -> dict[str, object]:
+    """Check a whole set of generation options against the table and ``config``, before any heavy work.
+
+    values: option name -> value (``None``: unset, the caller's default applies; it stays ``None``).
+    label: how the caller spells an option in errors (the CLI: ``lambda n: OPTIONS[n].flag``).
+    Beyond each range: width and height multiples of the model's latent block, ``frames_per_clip +
+    motion_frames`` within the temporal window, ``steps`` within the scheduler's training timesteps.
+    Returns the checked values (as their kinds).
+    """
+    checked = {name: None if value is None else check_option(name, value, label(name))
+               for name, value in values.items()}
+    width, height = checked.get("width"), checked.get("height")
+    multiple = size_multiple(config)
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and value % multiple:
             lower = max(multiple, value // multiple * multiple)
-            raise InputError(f"{label}: {value} is not a multiple of {multiple} (this model's latent block); "
+            raise InputError(f"{label(name)}: {value} is not a multiple of {multiple} (this model's latent block); "
                              f"give e.g. {lower} or {lower + multiple}")
+    f = checked.get("frames_per_clip") or config.frames_per_clip
+    n = checked.get("motion_frames")
+    n = config.motion_frames if n is None else n
+    if f + n > config.temporal_max_frames:
+        raise InputError(f"{label('frames_per_clip')} + {label('motion_frames')}: {f} + {n} frames exceed this model's "
+                         f"temporal window of {config.temporal_max_frames}; lower one of them")
+    limit = int(config.scheduler.get("num_train_timesteps", OPTIONS["steps"].maximum))
+    if checked.get("steps") is not None and checked["steps"] > limit:
+        raise InputError(f"{label('steps')}: {checked['steps']} is more than this model's {limit} training timesteps; "
+                         f"give 1 to {limit}")
+    return checked
 
 
 def markdown_table() -> str:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from emo_models.config import demo_config, full_config, tiny_config
-from emo_models.options import OPTIONS, check_option, check_size, markdown_table
+from emo_models.options import OPTIONS, check_generation, check_option, markdown_table
 from emo_models.validation import (
     InputError,
     check_device,
@@ -19,6 +19,11 @@ from emo_models.validation import (
     check_waveform,
     size_multiple,
 )
+
+
+def flag(name: str) -> str:
+    return OPTIONS[name].flag
+
 
 # ---- options ---------------------------------------------------------------------------------------
 
@@ -96,12 +101,24 @@ def test_node_inputs_declare_the_same_ranges():
 
 def test_sizes_must_be_multiples_of_the_models_latent_block():
     assert [size_multiple(c()) for c in (full_config, tiny_config, demo_config)] == [64, 16, 8]
-    check_size(512, 448, 64)
+    assert check_generation(full_config(), {"width": 512, "height": 448, "fps": None}) == {
+        "width": 512, "height": 448, "fps": None}
     with pytest.raises(InputError, match=r"^--width: 4096 is above the maximum 1024"):
-        check_size(4096, 4096, 64, ("--width", "--height"))
+        check_generation(full_config(), {"width": 4096, "height": 4096}, flag)
     with pytest.raises(InputError, match=r"^height: 500 is not a multiple of 64 \(this model's latent block\); "
                                          r"give e\.g\. 448 or 512$"):
-        check_size(512, 500, 64)
+        check_generation(full_config(), {"width": 512, "height": 500})
+
+
+def test_options_are_checked_together_against_the_model():
+    tiny = tiny_config()  # f=4, n=2, temporal window 32, 1000 training timesteps
+    with pytest.raises(InputError, match=r"^--frames-per-clip \+ --motion-frames: 31 \+ 2 frames exceed this "
+                                         r"model's temporal window of 32; lower one of them$"):
+        check_generation(tiny, {"frames_per_clip": 31}, flag)
+    tiny.scheduler = {**tiny.scheduler, "num_train_timesteps": 100}
+    with pytest.raises(InputError, match=r"^steps: 200 is more than this model's 100 training timesteps; give 1 to "
+                                         r"100$"):
+        check_generation(tiny, {"steps": 200})
 
 
 def test_the_table_renders_as_markdown_with_every_option():
