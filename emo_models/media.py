@@ -27,6 +27,7 @@ from .media_audio import (
 )
 from .media_video import (
     VIDEO_SUFFIXES,
+    VideoWriter,
     check_video_output,
     h264_encoder,
     probe_video,
@@ -38,7 +39,8 @@ from .validation import SILENCE_PEAK, InputError, check_image
 __all__ = [
     "load_image", "image_size", "check_image", "fit_image", "fit_geometry", "to_model_range", "from_model_range",
     "load_audio", "read_audio", "prepare_waveform", "trim_audio", "frame_count", "resample", "SILENCE_PEAK",
-    "write_video", "check_video_output", "VIDEO_SUFFIXES", "read_video", "probe_video", "h264_encoder",
+    "write_video", "VideoWriter", "check_video_output", "VIDEO_SUFFIXES", "read_video", "probe_video",
+    "h264_encoder",
 ]  # fmt: skip
 
 FIT_MODES = ("center", "pad", "stretch")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from emo_models import atomic_output
 from emo_models.atomic_output import OutputError, Terminated, atomic_file, atomic_folder, check_output_file
@@ -233,3 +234,34 @@ def test_a_failed_merge_puts_every_replaced_file_back(tmp_path, monkeypatch):
     assert {p.name: p.read_text() for p in folder.iterdir()} == {
         "a.json": "old a.json", "b.json": "old b.json", "keep.txt": "old keep.txt"}
     assert names(tmp_path) == ["run"]
+
+
+# ---- incremental writing -----------------------------------------------------------------------------
+
+def test_frames_pushed_clip_by_clip_become_one_video_with_its_audio(tmp_path):
+    from emo_models.media import VideoWriter, probe_video
+
+    wave = (0.3 * np.sin(np.arange(16000) / 7)).astype(np.float32)
+    with VideoWriter(tmp_path / "talk.mp4", fps=25, audio=wave, sample_rate=16000) as video:
+        assert names(tmp_path)[0].startswith(".talk.mp4.")  # only a hidden temporary file so far
+        for clip in range(5):
+            video.write(np.full((5, 32, 32, 3), clip * 40, np.uint8))
+        video.write(torch.zeros(32, 32, 3))  # one frame, float
+    info = probe_video(tmp_path / "talk.mp4")
+    assert (info["frames"], info["has_audio"], names(tmp_path)) == (26, True, ["talk.mp4"])
+
+
+@pytest.mark.parametrize("stop", ["error", "sigterm", "no frames"])
+def test_a_stream_stopped_midway_leaves_nothing(tmp_path, stop):
+    from emo_models.media import VideoWriter
+
+    expected = {"error": RuntimeError, "sigterm": Terminated, "no frames": ValueError}[stop]
+    with pytest.raises(expected):
+        with VideoWriter(tmp_path / "talk.mp4", fps=25) as video:
+            if stop != "no frames":
+                video.write(np.zeros((4, 32, 32, 3), np.uint8))
+            if stop == "error":
+                raise RuntimeError("decoder died")
+            if stop == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+    assert names(tmp_path) == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
