@@ -151,6 +151,31 @@ def _explain(err: OSError, target: Path, temp: Path, option: str) -> OutputError
 
 
 @contextmanager
+def _staged(target: Path, create: Callable[[], Path], publish: Callable[[Path], None],
+            option: str) -> Iterator[Path]:
+    """The lifecycle both writers share: ``create()`` a temporary beside ``target``, yield it, then
+    ``publish`` it, or remove it on any exception; signals and disk faults handled as documented."""
+    with stop_signals_as_exceptions():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = create()
+        except OSError as err:
+            raise (_explain(err, target, target, option) or err) from None
+        try:
+            yield temp
+            publish(temp)
+        except OSError as err:
+            _remove(temp)
+            explained = _explain(err, target, temp, option)
+            if explained is None:
+                raise
+            raise explained from err
+        except BaseException:
+            _remove(temp)
+            raise
+
+
+@contextmanager
 def atomic_file(path: str | os.PathLike, force: bool = False, option: str = "out") -> Iterator[str]:
     """Yield a temporary file path beside ``path``; it becomes ``path`` when the block ends cleanly.
 
@@ -161,24 +186,9 @@ def atomic_file(path: str | os.PathLike, force: bool = False, option: str = "out
     """
     target = Path(path)
     check_output_file(target, force=force, option=option)
-    with stop_signals_as_exceptions():
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = _create_temp_file(target)
-        except OSError as err:
-            raise (_explain(err, target, target, option) or err) from None
-        try:
-            yield str(temp)
-            _publish(temp, target, force, option)
-        except OSError as err:
-            _remove(temp)
-            explained = _explain(err, target, temp, option)
-            if explained is None:
-                raise
-            raise explained from err
-        except BaseException:
-            _remove(temp)
-            raise
+    with _staged(target, lambda: _create_temp_file(target),
+                 lambda temp: _publish(temp, target, force, option), option) as temp:
+        yield str(temp)
 
 
 @contextmanager
@@ -193,28 +203,20 @@ def atomic_folder(path: str | os.PathLike, force: bool = False, option: str = "o
     """
     target = Path(path)
     check_output_folder(target, force=force, option=option)
-    with stop_signals_as_exceptions():
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = _temp_name(target)
-            os.mkdir(staging, 0o777)
-        except OSError as err:
-            raise (_explain(err, target, target, option) or err) from None
-        try:
-            yield staging
-            if target.exists():
-                _merge_into(staging, target, owned or (lambda name: False))
-            else:
-                os.rename(staging, target)
-        except OSError as err:
-            _remove(staging)
-            explained = _explain(err, target, staging, option)
-            if explained is None:
-                raise
-            raise explained from err
-        except BaseException:
-            _remove(staging)
-            raise
+
+    def create() -> Path:
+        staging = _temp_name(target)
+        os.mkdir(staging, 0o777)  # the umask applies, as to any folder the user makes
+        return staging
+
+    def publish(staging: Path) -> None:
+        if target.exists():
+            _merge_into(staging, target, owned or (lambda name: False))
+        else:
+            os.rename(staging, target)
+
+    with _staged(target, create, publish, option) as staging:
+        yield staging
 
 
 def _merge_into(staging: Path, target: Path, owned: Callable[[str], bool]) -> None:
