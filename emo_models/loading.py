@@ -22,7 +22,7 @@ from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
 from .weights.native import COMPONENTS, load_checkpoint, read_metadata, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
-from .weights.sanity import CheckpointReport, check_finite, untrained_parts
+from .weights.sanity import CheckpointReport, check_finite, untrained_after_init, untrained_parts
 
 MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder")
 
@@ -90,6 +90,17 @@ def checkpoint_report(folder: str | Path, pipeline: EMOPipeline, reports: list[L
     return CheckpointReport(source=str(folder), family=family, dtype=str(pipeline.dtype).removeprefix("torch."),
                             config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)",
                             components=list(reports), untrained=untrained_parts(metadata, states), notes=notes)
+
+
+def assembly_report(pipeline: EMOPipeline, reports: list[LoadReport], sources: dict[str, object]) -> CheckpointReport:
+    """What :func:`assemble` gave: the parts loaded from ``sources`` (base, vae, motion_module,
+    audio_encoder) and, loudly, the parts left at their random initialisation."""
+    config, given = pipeline.config, {k: v for k, v in sources.items() if v}
+    return CheckpointReport(
+        source=", ".join(f"{k}={v}" for k, v in given.items()) or "nothing (all random)",
+        family="assembled from parts", dtype=str(pipeline.dtype).removeprefix("torch."),
+        config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)", components=list(reports),
+        untrained={part: "random initialisation (no weights given for it)" for part in untrained_after_init(given)})
 
 
 def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None,

@@ -119,6 +119,11 @@ class CheckpointReport:
             lines += [f"  {part}: {why}" for part, why in sorted(self.untrained.items())]
         return lines + [f"note: {note}" for note in self.notes]
 
-    def __str__(self) -> str:
+    @property
+    def summary(self) -> list[str]:
+        """What was loaded: source, family, config, dtype, then one line per component."""
         head = f"loaded {self.source}: {self.family}, config {self.config}, {self.dtype}"
-        return "\n".join([head, *(f"  {report}" for report in self.components), *self.warnings])
+        return [head, *(f"  {report}" for report in self.components)]
+
+    def __str__(self) -> str:
+        return "\n".join(self.summary + self.warnings)
