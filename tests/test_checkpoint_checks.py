@@ -19,7 +19,7 @@ from emo_models.config import tiny_config
 from emo_models.loading import build_pipeline, checkpoint_report, load_pipeline, save_pipeline
 from emo_models.weights.animatediff import load_motion_module_state_dict
 from emo_models.weights.inspect import describe
-from emo_models.weights.safe_load import WeightsError, read_state_dict
+from emo_models.weights.safe_load import WEIGHT_SUFFIXES, WeightsError, read_state_dict
 from emo_models.weights.sanity import PARTS, still_untrained, untrained_after_init, untrained_parts
 from tests.conftest import wake_zero_initialised_layers
 
@@ -94,7 +94,7 @@ def test_inspect_on_a_pipe_or_device_returns_at_once_with_a_clear_error(tmp_path
     path = make(tmp_path)
     error = _returns_promptly(describe, path)
     assert isinstance(error, WeightsError) and str(error) == (
-        f"{path}: is {kind}, not a file; expected a weights file (.safetensors, .sft, .ckpt, .pth, .pt, .bin)")
+        f"{path}: is {kind}, not a file; expected a weights file ({', '.join(WEIGHT_SUFFIXES)})")
 
 
 # ---- config.json -----------------------------------------------------------------------------------
