@@ -137,13 +137,17 @@ class EMOConfig:
             raise ValueError(f"{source}: missing fields {missing}; an EMO config.json describes the model's "
                              "parts (write one with `python -m emo_models init`, or copy the checkpoint's own)")
         for name, value in data.items():
-            _check_field(source, name, value)
+            if name != "generation":  # GenerationPreset checks its own fields
+                _check_field(source, name, value)
         data = dict(data)
         for key in ("unet", "vae", "audio_encoder"):
             data[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()}
         if "face_locator_channels" in data:
             data["face_locator_channels"] = tuple(data["face_locator_channels"])
-        data["generation"] = GenerationPreset.from_dict(data.get("generation", {}))
+        try:
+            data["generation"] = GenerationPreset.from_dict(data.get("generation", {}))
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}; fix config.json or copy it from the checkpoint it came from") from None
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
