@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .face_detect import expand_box
 from .preset import GenerationPreset
+from .validation import check_face_mask
 
 Box = tuple[float, float, float, float]
 CROP_MODES = ("center", "face", "pad", "stretch")  # "face": a centre crop around the face
@@ -217,7 +218,7 @@ def locator_mask(portrait: Portrait, preset: GenerationPreset, mask: torch.Tenso
     ``preset.face_box``, with a warning when the checkpoint expects faces to be detected.
     """
     if mask is not None:
-        return portrait.fit.mask(mask)
+        return portrait.fit.mask(check_face_mask(mask, *portrait.fit.source_size))
     height, width = portrait.fit.source_size
     region = face_region_box(portrait.face, preset, width, height, given=portrait.face_given)
     if region is not None:

@@ -104,10 +104,10 @@ def assembly_report(pipeline: EMOPipeline, reports: list[LoadReport], sources: d
 
 
 def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None,
-                  force: bool = False) -> Path:
+                  force: bool = False, option: str = "out") -> Path:
     """Write the pipeline as a native EMO checkpoint folder (atomically; an existing non-empty folder
     only with ``force``, replacing just the checkpoint's files, see :func:`save_checkpoint`)."""
-    return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata, force=force)
+    return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata, force=force, option=option)
 
 
 def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path | None = None,

@@ -144,12 +144,12 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, audio=None, sample_rate: int = 16000, crf: int = 18,
-                 force: bool = False):
+                 force: bool = False, option: str = "out"):
         self.path = os.fspath(path)
         if not fps or not math.isfinite(fps) or fps <= 0:
             raise ValueError(f"video: fps {fps} must be a positive number, e.g. 25")
-        check_video_output(self.path, force=force)
-        self.force, self.crf, self.frames = force, crf, 0
+        check_video_output(self.path, force=force, option=option)
+        self.force, self.option, self.crf, self.frames = force, option, crf, 0
         self.rate = Fraction(fps).limit_denominator(1001)  # 25 -> 25/1, 29.97 -> 2997/100
         self.audio, self.sample_rate, self.layout = (None, sample_rate, None) if audio is None else \
             _audio_for_video(audio, sample_rate)
@@ -158,7 +158,7 @@ class VideoWriter:
         self._muxed = 0  # audio samples muxed so far
 
     def __enter__(self) -> VideoWriter:
-        partial = self._stack.enter_context(atomic_file(self.path, force=self.force))
+        partial = self._stack.enter_context(atomic_file(self.path, force=self.force, option=self.option))
         mp4_like = os.path.splitext(self.path)[1].lower() in (".mp4", ".mov", ".m4v")
         try:
             self._container = av.open(partial, "w", options={"movflags": "+faststart"} if mp4_like else {})

@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from .validation import InputError, is_integer, size_multiple
+
+FROM_CHECKPOINT = "from the checkpoint"  # the default of options the checkpoint's config and preset decide
 
 
 @dataclass(frozen=True)
@@ -42,16 +46,28 @@ class OptionRange:
     def describe_default(self) -> str:
         return self.show(self.default) if self.default is not None else self.default_from
 
+    def unset_to_none(self, value):
+        """A node widget's value -> None when it is the "from the checkpoint" value below the range."""
+        return None if value is not None and value < self.minimum else value
+
     def help(self) -> str:
         """CLI help / node tooltip text: meaning, range and default."""
         return (f"{self.meaning}; {self.show(self.minimum)} to {self.show(self.maximum)} "
                 f"(default: {self.describe_default()})")
 
-    def node_input(self, default=None, **extra) -> tuple[str, dict]:
-        """A ComfyUI input declaration with this range: ``("INT"|"FLOAT", {default, min, max, tooltip})``."""
-        default = self.default if default is None else default
-        spec = {"default": default if default is not None else self.minimum, "min": self.minimum,
-                "max": self.maximum, "tooltip": self.help(), **extra}
+    def node_input(self, default=None, unset=None, **extra) -> tuple[str, dict]:
+        """A ComfyUI input declaration with this range: ``("INT"|"FLOAT", {default, min, max, tooltip})``.
+
+        unset: a widget value below the range that means "from the checkpoint" (ComfyUI widgets cannot be
+        empty); it becomes the widget's minimum and its default unless ``default`` is given. Nodes turn it
+        into None with :func:`unset_to_none`.
+        """
+        default = (unset if unset is not None else self.default) if default is None else default
+        lowest = self.minimum if unset is None else unset
+        tooltip = (self.help() if unset is None else f"{self.meaning}; {self.show(self.minimum)} to "
+                   f"{self.show(self.maximum)}; {self.show(unset)} = {self.default_from}")
+        spec = {"default": default if default is not None else self.minimum, "min": lowest,
+                "max": self.maximum, "tooltip": tooltip, **extra}
         return ("INT" if self.kind is int else "FLOAT"), spec
 
     def parse(self, text: str):
@@ -73,27 +89,30 @@ class OptionRange:
 
 OPTIONS: dict[str, OptionRange] = {o.name: o for o in (
     OptionRange("steps", int, 1, 1000, "denoising steps per clip (paper: 40; at most the scheduler's 1000 "
-                "training timesteps)", 40),
-    OptionRange("cfg", float, 1.0, 20.0, "guidance scale for reference and audio (1 = off)", 3.5),
+                "training timesteps)", default_from=FROM_CHECKPOINT),
+    OptionRange("cfg", float, 1.0, 20.0, "guidance scale, unconditional vs full: 2 passes per step (1 = off)",
+                default_from=FROM_CHECKPOINT),
     OptionRange("cfg_reference", float, 1.0, 20.0, "guidance towards the reference identity (1 = off)",
-                default_from="--cfg"),
+                default_from=f"{FROM_CHECKPOINT} or --cfg; unequal scales cost a 3rd pass"),
     OptionRange("cfg_audio", float, 1.0, 20.0, "guidance towards the audio: lip sync and expression (1 = off)",
-                default_from="--cfg"),
+                default_from=f"{FROM_CHECKPOINT} or --cfg"),
     OptionRange("fps", float, 1.0, 120.0, "video frame rate in frames per second",
-                default_from="the checkpoint's config (25 or 30)"),
+                default_from=FROM_CHECKPOINT),
     OptionRange("seed", int, 0, 2**64 - 1, "noise seed (the same seed and inputs give the same video)", 0),
-    OptionRange("speed", float, 0.0, 4.0, "head motion in degrees per frame (speech 0.1-1.0, singing 1.0-1.3)", 0.5),
+    OptionRange("speed", float, 0.0, 4.0, "head motion in degrees per frame (speech 0.1-1.0, singing 1.0-1.3)",
+                default_from=FROM_CHECKPOINT),
     OptionRange("width", int, 16, 1024, "video width in pixels, a multiple of the model's latent block (64 at "
-                "SD-1.5 size; up to twice the 512 it was trained at)", default_from="the checkpoint's"),
+                "SD-1.5 size; up to twice the 512 it was trained at)", default_from=FROM_CHECKPOINT),
     OptionRange("height", int, 16, 1024, "video height in pixels, a multiple of the model's latent block (64 at "
-                "SD-1.5 size; up to twice the 512 it was trained at)", default_from="the checkpoint's"),
+                "SD-1.5 size; up to twice the 512 it was trained at)", default_from=FROM_CHECKPOINT),
     OptionRange("frames_per_clip", int, 1, 32, "new frames per clip (paper: 12); with motion_frames within the "
-                "model's temporal window", default_from="the checkpoint's"),
+                "model's temporal window", default_from=FROM_CHECKPOINT),
     OptionRange("motion_frames", int, 0, 16, "frames of the previous clip each clip continues from (paper: 4)",
-                default_from="the checkpoint's"),
+                default_from=FROM_CHECKPOINT),
     OptionRange("start", float, 0.0, 86400.0, "start of the audio span in seconds", 0.0),
     OptionRange("duration", float, 0.0, 86400.0, "length of the audio span in seconds (0 = to the end)", 0.0),
-    OptionRange("upscale", int, 1, 16, "enlargement of the demo's frames in the mp4 (4: 64x64 becomes 256x256)", 4),
+    OptionRange("upscale", int, 1, 16, "enlargement of the frames in the mp4, nearest neighbour (4: 64x64 becomes "
+                "256x256)", default_from="1 for generate, 4 for demo"),
 )}
 
 
@@ -125,35 +144,35 @@ def check_option(name: str, value, label: str | None = None):
     return value
 
 
-def check_generation(config, values: Mapping[str, object], label: Callable[[str], str] = str) -> dict[str, object]:
-    """Check a whole set of generation options against the table and ``config``, before any heavy work.
-
-    values: option name -> value (``None``: unset, the caller's default applies; it stays ``None``).
-    label: how the caller spells an option in errors (the CLI: ``lambda n: OPTIONS[n].flag``).
-    Beyond each range: width and height multiples of the model's latent block, ``frames_per_clip +
-    motion_frames`` within the temporal window, ``steps`` within the scheduler's training timesteps.
-    Returns the checked values (as their kinds).
-    """
-    checked = {name: None if value is None else check_option(name, value, label(name))
-               for name, value in values.items()}
-    width, height = checked.get("width"), checked.get("height")
+def check_frame_size(config, width, height, label: Callable[[str], str] = str) -> tuple[int, int]:
+    """The video's (width, height): each given one checked against the table and made a multiple of the
+    model's latent block (None: the checkpoint's). label: how the caller spells an option in errors."""
     multiple = size_multiple(config)
+    sizes = []
     for name, value in (("width", width), ("height", height)):
-        if value is not None and value % multiple:
+        value = getattr(config, name) if value is None else check_option(name, value, label(name))
+        if value % multiple:
             lower = max(multiple, value // multiple * multiple)
             raise InputError(f"{label(name)}: {value} is not a multiple of {multiple} (this model's latent block); "
                              f"give e.g. {lower} or {lower + multiple}")
-    f = checked.get("frames_per_clip") or config.frames_per_clip
-    n = checked.get("motion_frames")
-    n = config.motion_frames if n is None else n
-    if f + n > config.temporal_max_frames:
-        raise InputError(f"{label('frames_per_clip')} + {label('motion_frames')}: {f} + {n} frames exceed this model's "
-                         f"temporal window of {config.temporal_max_frames}; lower one of them")
-    limit = int(config.scheduler.get("num_train_timesteps", OPTIONS["steps"].maximum))
-    if checked.get("steps") is not None and checked["steps"] > limit:
-        raise InputError(f"{label('steps')}: {checked['steps']} is more than this model's {limit} training timesteps; "
-                         f"give 1 to {limit}")
-    return checked
+        sizes.append(value)
+    return sizes[0], sizes[1]
+
+
+def check_values(name: str, values, label: str | None = None):
+    """A number or a per-frame schedule (any array-like) with every value checked like :func:`check_option`."""
+    array = np.asarray(values)
+    if array.ndim == 0:
+        return check_option(name, values.item() if isinstance(values, np.ndarray) else values, label)
+    if array.size == 0:
+        raise InputError(f"{label or name}: an empty schedule; give a number or one value per frame")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise InputError(f"{label or name}: a schedule of {array.dtype}; give numbers. {OPTIONS[name]._span()}")
+    flat = array.astype(np.float64).reshape(-1)
+    worst = np.flatnonzero(~np.isfinite(flat) | (flat < OPTIONS[name].minimum) | (flat > OPTIONS[name].maximum))
+    if worst.size:
+        check_option(name, float(flat[worst[0]]), f"{label or name}[{int(worst[0])}]")
+    return values
 
 
 def markdown_table() -> str:

@@ -53,15 +53,35 @@ def check_image(image: torch.Tensor, name: str = "image", overshoot: float = 1e-
     return image
 
 
-def check_portrait(image: torch.Tensor, height: int, width: int, name: str = "image") -> torch.Tensor:
-    """A single portrait for generation: (1, 3, height, width) in [0, 1] (see :func:`check_image`)."""
-    check_image(image, name)
-    if image.shape[0] != 1:
+def image_tensor(image, name: str = "image") -> torch.Tensor:
+    """One portrait as the Python API takes it -> (1, 3, H, W) float32 in [0, 1].
+
+    Accepted: a torch tensor or numpy array (3, H, W), (1, 3, H, W), or channels-last (H, W, 3) /
+    (1, H, W, 3) (a ComfyUI IMAGE, a PIL/numpy picture); float in [0, 1] or uint8 0..255 (divided by
+    255: the dtype says its range). Refused (:class:`InputError`): other integer dtypes, floats outside
+    [0, 1] (0..255 floats are ambiguous: divide them yourself), a batch of several images, and what
+    :func:`check_image` refuses.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype == object or image.dtype.kind not in "biuf":
+            raise InputError(f"{name}: a numpy array of {image.dtype}; give float in [0, 1] or uint8 pixels")
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if not isinstance(image, torch.Tensor):
+        raise InputError(f"{name}: expected a torch.Tensor or numpy array (1, 3, H, W) in [0, 1], got "
+                         f"{type(image).__name__}")
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim == 4 and image.shape[1] != 3 and image.shape[-1] == 3:
+        image = image.permute(0, 3, 1, 2)  # channels-last
+    if image.ndim == 4 and image.shape[0] > 1:
         raise InputError(f"{name}: a batch of {image.shape[0]} images; give one portrait (1, 3, H, W)")
-    if tuple(image.shape[-2:]) != (height, width):
-        raise InputError(f"{name}: {image.shape[-1]}x{image.shape[-2]} pixels; the video is {width}x{height}: "
-                         "fit the portrait first with emo_models.media.fit_image(image, width, height)")
-    return image
+    if image.dtype == torch.uint8:
+        image = image.to(torch.float32) / 255.0
+    elif image.is_floating_point():
+        image = image.to(torch.float32)
+    else:
+        raise InputError(f"{name}: {image.dtype} pixels; give float in [0, 1] or uint8 0..255")
+    return check_image(image.contiguous(), name)
 
 
 def size_multiple(config) -> int:
@@ -116,85 +136,35 @@ def check_duration(samples: int, sample_rate: int, name: str = "audio") -> None:
                          f"short; give at least {MIN_AUDIO_SECONDS * 1000:g} ms of speech or singing")
 
 
-def check_waveform(wave, name: str = "audio", sample_rate: int = 16000) -> np.ndarray:
-    """The mono waveform the audio encoder reads: (T,) at the model's ``sample_rate`` -> float32 numpy (T,).
-
-    Refuses other shapes (a (T, 2) or (2, T) stereo array: mix it with
-    ``emo_models.media.prepare_waveform(wave, sample_rate)``), NaN/inf, silent audio and audio shorter
-    than :data:`MIN_AUDIO_SECONDS`.
-    """
-    if isinstance(wave, torch.Tensor):
-        wave = wave.detach().cpu()
-    shape = tuple(getattr(wave, "shape", ()))
-    if len(shape) != 1:
-        if len(shape) == 2 and 1 in shape:
-            hint = " (a single channel: flatten it with wave.reshape(-1))"
-        else:
-            hint = " (stereo or batched: mix and resample it with emo_models.media.prepare_waveform(wave, rate))"
-        raise InputError(f"{name}: expected a mono waveform (T,), got shape {shape}{hint}")
-    mono = check_samples(channels_first(wave, name), name)[0]
-    check_duration(mono.shape[-1], sample_rate, name)
-    return mono
-
-
 def check_face_mask(mask, height: int, width: int, name: str = "face_mask") -> torch.Tensor:
-    """A face-locator mask -> (1, 1, height, width) float32 in [0, 1].
+    """A face-locator mask drawn on a height x width image -> (B, 1, h, w) float32 in [0, 1].
 
-    Accepts (H, W), (1, H, W) or (1, 1, H, W), float in [0, 1] or bool. The mask is drawn on the fitted
-    portrait, so it must have the video's size.
+    Accepts torch or numpy (h, w), (B, h, w) or (B, 1, h, w) (several masks: their union is used), float
+    in [0, 1] or bool. Another size of the same aspect ratio (within 2%) is accepted, resized later
+    (:meth:`~emo_models.face_region.PortraitFit.mask`); another aspect ratio is refused, as it would
+    move the face region.
     """
+    if isinstance(mask, np.ndarray) and mask.dtype.kind in "biuf":
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
     if not isinstance(mask, torch.Tensor):
         raise InputError(f"{name}: expected a torch.Tensor (1, 1, H, W) in [0, 1], got {type(mask).__name__}")
     shape = tuple(mask.shape)
-    if mask.ndim not in (2, 3, 4) or (mask.ndim > 2 and math.prod(shape[:-2]) != 1):
-        raise InputError(f"{name}: shape {shape}; expected one mask (H, W) or (1, 1, H, W)")
-    if shape[-2:] != (height, width):
-        raise InputError(f"{name}: {shape[-1]}x{shape[-2]} pixels; expected the video's {width}x{height} (fit it "
-                         "like the portrait, e.g. emo_models.media.fit_image on the mask, or build it with "
-                         "emo_models.face_locator.box_mask)")
-    mask = mask.to(torch.float32) if mask.dtype == torch.bool or mask.is_floating_point() else None
-    if mask is None:
-        raise InputError(f"{name}: {shape} of integers; expected float in [0, 1] or bool (divide 0..255 by 255)")
+    if mask.ndim not in (2, 3, 4) or (mask.ndim == 4 and shape[1] != 1) or 0 in shape:
+        raise InputError(f"{name}: shape {shape}; expected a mask (H, W), (B, H, W) or (B, 1, H, W)")
+    h, w = shape[-2:]
+    if abs((w / h) / (width / height) - 1) > 0.02:
+        raise InputError(f"{name}: {w}x{h} pixels; it is drawn on the {width}x{height} image, so give it that "
+                         "size (or the same aspect ratio)")
+    if mask.dtype == torch.bool or mask.is_floating_point():
+        mask = mask.to(torch.float32)
+    else:
+        raise InputError(f"{name}: {shape} of {mask.dtype}; expected float in [0, 1] or bool (divide 0..255 by 255)")
     if not torch.isfinite(mask).all():
         raise InputError(f"{name}: contains NaN or inf; check what produced it")
     if float(mask.min()) < -1e-3 or float(mask.max()) > 1 + 1e-3:
         raise InputError(f"{name}: values span [{float(mask.min()):.3g}, {float(mask.max()):.3g}]; expected "
                          "[0, 1] (divide 0..255 by 255)")
-    return mask.reshape(1, 1, height, width).clamp(0, 1)
-
-
-DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu")
-
-
-def check_device(name: str, label: str = "device") -> torch.device:
-    """``auto`` (the first accelerator, else the CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``xpu`` ->
-    a device that exists on this machine; anything else is an :class:`InputError` naming ``label``."""
-    choices = "auto, cpu, cuda, cuda:N, mps or xpu"
-    text = str(name).strip().lower()
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise InputError(f"{label}: {name!r} is not a device; give {choices}") from None
-    if device.type not in DEVICE_KINDS:
-        raise InputError(f"{label}: {name!r} is not a device this package runs on; give {choices}")
-    available = {"cpu": lambda: 1,
-                 "cuda": lambda: torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                 "mps": lambda: int(torch.backends.mps.is_available()),
-                 "xpu": lambda: torch.xpu.device_count() if hasattr(torch, "xpu") and torch.xpu.is_available() else 0,
-                 }[device.type]()
-    if available == 0:
-        build = f"torch {torch.__version__}" + (", a CPU-only build" if device.type == "cuda" and not torch.version.cuda
-                                                 else "")
-        raise InputError(f"{label}: {name!r} asked for, but this machine has no usable {device.type} device ({build}); "
-                         "use cpu or auto, or install a torch build for your GPU")
-    if device.index is not None and device.index >= available:
-        raise InputError(f"{label}: {name!r} asked for, but there {'is' if available == 1 else 'are'} only "
-                         f"{available} {device.type} device{'s' if available > 1 else ''} (0 to {available - 1})")
-    return device
+    return mask.reshape(-1, 1, h, w).clamp(0, 1)
 
 
 def is_integer(value) -> bool:

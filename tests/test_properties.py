@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from emo_models.media import fit_image, frame_count, load_image, prepare_waveform, trim_audio
-from emo_models.validation import InputError, check_face_mask, check_image, check_waveform
+from emo_models.validation import InputError, check_face_mask, check_image, image_tensor
 from nodes.boundary import audio_to_waveform, image_to_model, mask_to_model
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -117,6 +117,17 @@ def test_check_image_accepts_exactly_unit_range_float_images(array):
 
 
 @FAST
+@given(st.one_of(unit_images(), unit_images(channels_last=True), image_like(), arrays()))
+def test_the_api_image_adapter_gives_one_unit_range_bchw_or_input_error(array):
+    out = works_or_input_error(image_tensor, as_tensor(array) if array.dtype != np.uint16 else array)
+    if out is not None:
+        assert_unit_images(out, batch=1)
+        if array.dtype == np.uint8:  # 0..255 by its dtype: divided, never clipped
+            assert torch.allclose(out.flatten().sort().values * 255,
+                                  torch.from_numpy(array.astype(np.float32)).flatten().sort().values, atol=1e-3)
+
+
+@FAST
 @given(st.one_of(unit_images(), image_like()), st.integers(-4, 80), st.integers(-4, 80), st.sampled_from(["center", "pad", "stretch", "zoom"]),
        st.one_of(st.none(), st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=0, max_size=5)))
 def test_fit_image_gives_the_target_size_in_unit_range_or_input_error(array, width, height, mode, box):
@@ -159,11 +170,13 @@ def masks_and_sizes(draw):
 
 @FAST
 @given(masks_and_sizes())
-def test_face_mask_check_gives_11hw_or_input_error(case):
+def test_face_mask_check_gives_b1hw_of_the_images_aspect_or_input_error(case):
     array, height, width = case
     out = works_or_input_error(check_face_mask, as_tensor(array), height, width)
     if out is not None:
-        assert out.shape == (1, 1, height, width) and float(out.min()) >= 0 and float(out.max()) <= 1
+        h, w = array.shape[-2:]
+        assert out.ndim == 4 and out.shape[1:] == (1, h, w) and abs((w / h) / (width / height) - 1) <= 0.02
+        assert out.dtype == torch.float32 and float(out.min()) >= 0 and float(out.max()) <= 1
 
 
 MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16", "F", "CMYK"]
@@ -220,9 +233,11 @@ def test_prepare_waveform_gives_finite_mono_at_16k_or_input_error(array, rate):
 
 
 @FAST
-@given(st.one_of(speech_like(("T",)), arrays(max_dims=3, max_side=64)))
-def test_check_waveform_gives_finite_mono_or_input_error(array):
-    out = works_or_input_error(check_waveform, as_tensor(array) if array.dtype != np.uint16 else array)
+@given(st.one_of(speech_like(), arrays(max_dims=3, max_side=64)))
+def test_prepare_waveform_takes_torch_tensors_like_arrays(array):
+    if array.dtype == np.uint16:  # torch has no uint16 tensors to give
+        return
+    out = works_or_input_error(prepare_waveform, as_tensor(array), 16000)
     if out is not None:
         assert out.dtype == np.float32 and out.ndim == 1 and out.size > 0 and np.isfinite(out).all()
 

@@ -10,15 +10,11 @@ import pytest
 import torch
 
 from emo_models.config import demo_config, full_config, tiny_config
-from emo_models.options import OPTIONS, check_generation, check_option, markdown_table
-from emo_models.validation import (
-    InputError,
-    check_device,
-    check_face_mask,
-    check_portrait,
-    check_waveform,
-    size_multiple,
-)
+from emo_models.devices import resolve_device
+from emo_models.media import prepare_waveform
+from emo_models.options import OPTIONS, check_frame_size, check_option, markdown_table
+from emo_models.render import RenderSettings
+from emo_models.validation import InputError, check_face_mask, image_tensor, size_multiple
 
 
 def flag(name: str) -> str:
@@ -37,25 +33,25 @@ OPTION_CASES = [  # (option, value, label, exact message)
     ("width", 0, "--width", "--width: 0 is below the minimum 16. It is the video width in pixels, a multiple of "
                             "the model's latent block (64 at SD-1.5 size; up to twice the 512 it was trained at); "
                             "give 16 to 1024"),
-    ("cfg", -1, "--cfg", "--cfg: -1 is below the minimum 1. It is the guidance scale for reference and audio "
-                         "(1 = off); give 1 to 20, e.g. 3.5"),
-    ("cfg", float("nan"), "--cfg", "--cfg: nan is not a number. It is the guidance scale for reference and audio "
-                                   "(1 = off); give 1 to 20, e.g. 3.5"),
+    ("cfg", -1, "--cfg", "--cfg: -1 is below the minimum 1. It is the guidance scale, unconditional vs full: 2 "
+                         "passes per step (1 = off); give 1 to 20"),
+    ("cfg", float("nan"), "--cfg", "--cfg: nan is not a number. It is the guidance scale, unconditional vs full: 2 "
+                                   "passes per step (1 = off); give 1 to 20"),
     ("speed", 1e30, "--speed", "--speed: 1e+30 is above the maximum 4. It is the head motion in degrees per frame "
-                               "(speech 0.1-1.0, singing 1.0-1.3); give 0 to 4, e.g. 0.5"),
+                               "(speech 0.1-1.0, singing 1.0-1.3); give 0 to 4"),
     ("seed", 2**70, "--seed", "--seed: 1180591620717411303424 is above the maximum 18446744073709551615. It is the "
                               "noise seed (the same seed and inputs give the same video); give 0 to "
                               "18446744073709551615, e.g. 0"),
     ("seed", -1, "seed", "seed: -1 is below the minimum 0. It is the noise seed (the same seed and inputs give the "
                          "same video); give 0 to 18446744073709551615, e.g. 0"),
     ("steps", 0, "steps", "steps: 0 is below the minimum 1. It is the denoising steps per clip (paper: 40; at most "
-                          "the scheduler's 1000 training timesteps); give 1 to 1000, e.g. 40"),
+                          "the scheduler's 1000 training timesteps); give 1 to 1000"),
     ("steps", 2.5, "steps", "steps: 2.5 is not a whole number. It is the denoising steps per clip (paper: 40; at "
-                            "most the scheduler's 1000 training timesteps); give 1 to 1000, e.g. 40"),
+                            "most the scheduler's 1000 training timesteps); give 1 to 1000"),
     ("steps", True, "steps", "steps: True is not a number. It is the denoising steps per clip (paper: 40; at most "
-                             "the scheduler's 1000 training timesteps); give 1 to 1000, e.g. 40"),
-    ("upscale", 0, "--upscale", "--upscale: 0 is below the minimum 1. It is the enlargement of the demo's frames in "
-                                "the mp4 (4: 64x64 becomes 256x256); give 1 to 16, e.g. 4"),
+                             "the scheduler's 1000 training timesteps); give 1 to 1000"),
+    ("upscale", 0, "--upscale", "--upscale: 0 is below the minimum 1. It is the enlargement of the frames in the "
+                                "mp4, nearest neighbour (4: 64x64 becomes 256x256); give 1 to 16"),
     ("motion_frames", 17, "motion_frames", "motion_frames: 17 is above the maximum 16. It is the frames of the "
                                            "previous clip each clip continues from (paper: 4); give 0 to 16"),
     ("duration", -0.5, "duration", "duration: -0.5 is below the minimum 0. It is the length of the audio span in "
@@ -97,91 +93,105 @@ def test_node_inputs_declare_the_same_ranges():
     assert kind == "FLOAT" and (spec["min"], spec["max"], spec["default"], spec["step"]) == (1.0, 20.0, 3.5, 0.1)
     assert spec["tooltip"].startswith("guidance towards the audio") and "1 to 20" in spec["tooltip"]
     assert OPTIONS["seed"].node_input()[1]["max"] == 0xFFFFFFFFFFFFFFFF
+    kind, spec = OPTIONS["steps"].node_input(unset=0)  # a widget's "from the checkpoint" sits below the range
+    assert (kind, spec["min"], spec["max"], spec["default"]) == ("INT", 0, 1000, 0)
+    assert spec["tooltip"].endswith("; 0 = from the checkpoint")
+    assert OPTIONS["steps"].unset_to_none(0) is None and OPTIONS["steps"].unset_to_none(12) == 12
 
 
 def test_sizes_must_be_multiples_of_the_models_latent_block():
     assert [size_multiple(c()) for c in (full_config, tiny_config, demo_config)] == [64, 16, 8]
-    assert check_generation(full_config(), {"width": 512, "height": 448, "fps": None}) == {
-        "width": 512, "height": 448, "fps": None}
+    assert check_frame_size(full_config(), 512, 448) == (512, 448)
+    assert check_frame_size(full_config(), None, None) == (512, 512)  # None: the checkpoint's
     with pytest.raises(InputError, match=r"^--width: 4096 is above the maximum 1024"):
-        check_generation(full_config(), {"width": 4096, "height": 4096}, flag)
+        check_frame_size(full_config(), 4096, 4096, flag)
     with pytest.raises(InputError, match=r"^height: 500 is not a multiple of 64 \(this model's latent block\); "
                                          r"give e\.g\. 448 or 512$"):
-        check_generation(full_config(), {"width": 512, "height": 500})
+        check_frame_size(full_config(), 512, 500)
 
 
-def test_options_are_checked_together_against_the_model():
+def test_settings_are_checked_together_against_the_model():
     tiny = tiny_config()  # f=4, n=2, temporal window 32, 1000 training timesteps
     with pytest.raises(InputError, match=r"^--frames-per-clip \+ --motion-frames: 31 \+ 2 frames exceed this "
-                                         r"model's temporal window of 32; lower one of them$"):
-        check_generation(tiny, {"frames_per_clip": 31}, flag)
+                                         r"model's temporal window of 32; lower one of them"):
+        RenderSettings.from_config(tiny, frames_per_clip=31, label=flag)
     tiny.scheduler = {**tiny.scheduler, "num_train_timesteps": 100}
     with pytest.raises(InputError, match=r"^steps: 200 is more than this model's 100 training timesteps; give 1 to "
                                          r"100$"):
-        check_generation(tiny, {"steps": 200})
+        RenderSettings.from_config(tiny, steps=200)
+    with pytest.raises(InputError, match=r"^speed\[2\]: 9 is above the maximum 4"):
+        RenderSettings.from_config(tiny, speed=np.array([0.5, 1.0, 9.0]))
+    assert RenderSettings.from_config(tiny, steps=12.0, cfg=2).steps == 12  # as the option's kind
 
 
 def test_the_table_renders_as_markdown_with_every_option():
     table = markdown_table().splitlines()
     assert table[0] == "| option | range | default | meaning |" and len(table) == 2 + len(OPTIONS)
-    assert "| `--fps` | 1 to 120 | the checkpoint's config (25 or 30) |" in markdown_table()
+    assert "| `--fps` | 1 to 120 | from the checkpoint |" in markdown_table()
 
 
 # ---- tensors ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("image,message", [
-    (torch.rand(1, 64, 64, 3), r"^image: expected shape \(B, 3, H, W\), got \(1, 64, 64, 3\) \(a ComfyUI IMAGE is "
-                               r"\(B, H, W, 3\): use image.permute\(0, 3, 1, 2\)\)$"),
-    (torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8), r"^image: expected a float tensor in \[0, 1\], got "
-                                                              r"torch.uint8 \(divide uint8 by 255\)$"),
+    (torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.int16), r"^image: torch.int16 pixels; give float in \[0, 1\] "
+                                                              r"or uint8 0..255$"),
     (torch.rand(1, 3, 64, 64) * 255, r"^image: values span \[.*\]; expected \[0, 1\] \(use from_model_range for "
                                      r"\[-1, 1\] images, divide by 255 for 0..255\)$"),
     (torch.rand(2, 3, 64, 64), r"^image: a batch of 2 images; give one portrait \(1, 3, H, W\)$"),
-    (torch.rand(1, 3, 64, 48), r"^image: 48x64 pixels; the video is 64x64: fit the portrait first with "
-                               r"emo_models.media.fit_image\(image, width, height\)$"),
+    (torch.rand(1, 3, 8, 64), r"^image: 64x8 pixels is too small; give an image of at least 16x16$"),
+    ("face.png", r"^image: expected a torch.Tensor or numpy array \(1, 3, H, W\) in \[0, 1\], got str$"),
 ])
 def test_a_portrait_the_models_cannot_read_is_refused_with_the_remedy(image, message):
     with pytest.raises(InputError, match=message):
-        check_portrait(image, 64, 64)
+        image_tensor(image)
+
+
+def test_portraits_are_accepted_channels_last_uint8_and_unbatched():
+    pixels = torch.randint(0, 256, (40, 48, 3), dtype=torch.uint8)
+    expected = pixels.permute(2, 0, 1)[None].float() / 255
+    for image in (pixels, pixels[None], pixels.numpy(), expected[0], expected, expected.permute(0, 2, 3, 1).double()):
+        out = image_tensor(image)
+        assert out.shape == (1, 3, 40, 48) and out.dtype == torch.float32 and torch.allclose(out, expected)
 
 
 @pytest.mark.parametrize("wave,message", [
-    (np.zeros((16000, 2), np.float32) + 0.1, r"^audio: expected a mono waveform \(T,\), got shape \(16000, 2\) "
-                                             r"\(stereo or batched: mix and resample it with "
-                                             r"emo_models.media.prepare_waveform\(wave, rate\)\)$"),
+    (np.zeros((16000, 2), np.float32) + 0.1, r"^audio: shape \(16000, 2\) looks like \(T, C\); expected \(C, T\), "
+                                             r"transpose the waveform \(wave.T\)$"),
     (np.full(16000, np.nan, np.float32), r"^audio: 16000 samples are NaN or inf; re-export or re-decode the clip$"),
     (np.zeros(16000, np.float32), r"^audio: silent \(peak 0\); give a clip with speech or singing$"),
     (np.zeros(0, np.float32), r"^audio: empty \(0 samples\); give a clip with speech or singing$"),
-    (torch.rand(1, 16000), r"^audio: expected a mono waveform \(T,\), got shape \(1, 16000\) \(a single channel: "
-                           r"flatten it with wave.reshape\(-1\)\)$"),
 ])
 def test_a_waveform_the_encoder_cannot_read_is_refused_with_the_remedy(wave, message):
     with pytest.raises(InputError, match=message):
-        check_waveform(wave)
+        prepare_waveform(wave, 16000)
 
 
 def test_waveforms_of_any_amplitude_and_integer_pcm_are_accepted():
     pcm = (np.sin(np.arange(1600) / 5) * 20000).astype(np.int16)
-    out = check_waveform(pcm)
+    out = prepare_waveform(pcm, 16000)
     assert out.dtype == np.float32 and out.shape == (1600,) and float(np.abs(out).max()) > 19000
 
 
 @pytest.mark.parametrize("mask,message", [
-    (torch.ones(1, 1, 32, 32), r"^face_mask: 32x32 pixels; expected the video's 64x64 \(fit it like the portrait"),
-    (torch.ones(2, 1, 64, 64), r"^face_mask: shape \(2, 1, 64, 64\); expected one mask \(H, W\) or \(1, 1, H, W\)$"),
+    (torch.ones(1, 1, 32, 64), r"^face_mask: 64x32 pixels; it is drawn on the 64x64 image, so give it that size "
+                               r"\(or the same aspect ratio\)$"),
+    (torch.ones(2, 3, 64, 64), r"^face_mask: shape \(2, 3, 64, 64\); expected a mask \(H, W\), \(B, H, W\) or "
+                               r"\(B, 1, H, W\)$"),
     (torch.full((64, 64), 255.0), r"^face_mask: values span \[255, 255\]; expected \[0, 1\] \(divide 0..255 by 255\)$"),
-    (torch.full((64, 64), 255, dtype=torch.uint8), r"^face_mask: \(64, 64\) of integers; expected float"),
-    (np.ones((64, 64)), r"^face_mask: expected a torch.Tensor \(1, 1, H, W\) in \[0, 1\], got ndarray$"),
+    (torch.full((64, 64), 255, dtype=torch.uint8), r"^face_mask: \(64, 64\) of torch.uint8; expected float"),
+    (torch.full((64, 64), float("nan")), r"^face_mask: contains NaN or inf"),
+    ("mask.png", r"^face_mask: expected a torch.Tensor \(1, 1, H, W\) in \[0, 1\], got str$"),
 ])
-def test_a_face_mask_of_the_wrong_size_or_range_is_refused(mask, message):
+def test_a_face_mask_of_another_shape_or_range_is_refused(mask, message):
     with pytest.raises(InputError, match=message):
         check_face_mask(mask, 64, 64)
 
 
-def test_face_masks_are_accepted_as_bool_or_without_batch_axes():
-    for mask in (torch.ones(64, 64, dtype=torch.bool), torch.ones(1, 64, 64), torch.ones(1, 1, 64, 64)):
+def test_face_masks_are_accepted_as_bool_numpy_batches_or_the_same_aspect_at_another_size():
+    for mask in (torch.ones(64, 64, dtype=torch.bool), torch.ones(1, 64, 64), torch.ones(2, 1, 64, 64),
+                 np.ones((64, 64), np.float32), torch.ones(1, 1, 32, 32)):
         out = check_face_mask(mask, 64, 64)
-        assert out.shape == (1, 1, 64, 64) and out.dtype == torch.float32 and float(out.min()) == 1.0
+        assert out.ndim == 4 and out.shape[1] == 1 and out.dtype == torch.float32 and float(out.min()) == 1.0
 
 
 # ---- devices ---------------------------------------------------------------------------------------
@@ -193,17 +203,17 @@ def test_face_masks_are_accepted_as_bool_or_without_batch_axes():
 ])
 def test_an_unknown_device_is_refused_naming_the_choices(name, message):
     with pytest.raises(InputError, match=message):
-        check_device(name, "--device")
+        resolve_device(name, "--device")
 
 
 def test_a_gpu_that_is_not_there_is_refused_before_loading(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(InputError, match=r"^--device: 'cuda' asked for, but this machine has no usable cuda device "
                                          r"\(torch .*\); use cpu or auto, or install a torch build for your GPU$"):
-        check_device("cuda", "--device")
+        resolve_device("cuda", "--device")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(InputError, match=r"^--device: 'cuda:1' asked for, but there is only 1 cuda device \(0 to 0\)$"):
-        check_device("cuda:1", "--device")
-    assert check_device("cuda:0") == torch.device("cuda:0") and check_device("auto") == torch.device("cuda")
-    assert check_device(" CPU ") == torch.device("cpu")
+        resolve_device("cuda:1", "--device")
+    assert resolve_device("cuda:0") == torch.device("cuda:0") and resolve_device("auto") == torch.device("cuda")
+    assert resolve_device(" CPU ") == torch.device("cpu")

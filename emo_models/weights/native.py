@@ -54,8 +54,8 @@ def check_checkpoint_output(folder: str | Path, force: bool = False, option: str
 
 def save_checkpoint(folder: str | Path, config: EMOConfig,
                     components: Mapping[str, torch.nn.Module | Mapping[str, torch.Tensor]],
-                    metadata: Mapping[str, Any] | None = None, force: bool = False) -> Path:
-    """Write an EMO checkpoint folder atomically; return its path.
+                    metadata: Mapping[str, Any] | None = None, force: bool = False, option: str = "out") -> Path:
+    """Write an EMO checkpoint folder atomically; return its path (errors name the folder as ``option``).
 
     components: name (one of :data:`COMPONENTS`) -> module or state dict; tensors keep their dtype.
     metadata: JSON-ready notes (training step, sources) written to ``metadata.json``. Files go into
@@ -68,9 +68,9 @@ def save_checkpoint(folder: str | Path, config: EMOConfig,
     unknown = sorted(set(components) - set(COMPONENTS))
     if unknown:
         raise WeightsError(f"{folder}: unknown components {unknown}; expected names from {list(COMPONENTS)}")
-    check_checkpoint_output(folder, force=force)
+    check_checkpoint_output(folder, force=force, option=option)
     tensors = {name: _plain_tensors(name, module) for name, module in components.items()}
-    with atomic_folder(folder, force=force, owned=is_checkpoint_file) as staging:
+    with atomic_folder(folder, force=force, option=option, owned=is_checkpoint_file) as staging:
         config.save(staging / CONFIG_FILE)
         for name, state_dict in tensors.items():
             save_file(state_dict, str(staging / f"{name}.safetensors"), metadata={"format": "pt", "emo": FORMAT})
