@@ -157,14 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(only=chosen if chosen in {c.name for c in COMMANDS} else "").parse_args(argv)
     _show_warnings()
+    from .atomic_output import Terminated, stop_signals_as_exceptions
+
     try:
-        return int(args.run(args) or 0)
+        with stop_signals_as_exceptions():  # SIGTERM/SIGHUP stop a command as cleanly as Ctrl-C does
+            return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        signum = stop.signum if isinstance(stop, Terminated) else 2  # SIGINT
+        print(f"interrupted ({'Ctrl-C' if signum == 2 else stop}): no partial output was left", file=sys.stderr)
+        return 128 + signum
 
 
 def _show_warnings() -> None:

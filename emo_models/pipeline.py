@@ -142,7 +142,7 @@ class EMOPipeline:
         from .render import RenderSettings, animate
 
         callbacks = {k: settings.pop(k) for k in ("on_step", "should_stop") if k in settings}
-        _, clips = animate(self, image, waveform, sample_rate or self.config.audio_sample_rate,
+        _, clips = animate(self, image, waveform, self.config.audio_sample_rate if sample_rate is None else sample_rate,
                            RenderSettings.from_config(self.config, **settings), crop=crop, face_box=face_box,
                            face_mask=face_mask, fps=fps, **callbacks)
         return torch.cat([clip.frames for clip in clips])

@@ -128,6 +128,10 @@ def test_the_table_renders_as_markdown_with_every_option():
     table = markdown_table().splitlines()
     assert table[0] == "| option | range | default | meaning |" and len(table) == 2 + len(OPTIONS)
     assert "| `--fps` | 1 to 120 | from the checkpoint |" in markdown_table()
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown_table() in readme, "README's option table differs from emo_models.options.OPTIONS"
 
 
 # ---- tensors ---------------------------------------------------------------------------------------
