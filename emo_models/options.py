@@ -46,9 +46,10 @@ class OptionRange:
     def describe_default(self) -> str:
         return self.show(self.default) if self.default is not None else self.default_from
 
-    def unset_to_none(self, value):
-        """A node widget's value -> None when it is the "from the checkpoint" value below the range."""
-        return None if value is not None and value < self.minimum else value
+    def unset_to_none(self, value, unset):
+        """A node widget's value -> None when it is exactly ``unset`` (the "from the checkpoint" value below
+        the range, see :meth:`node_input`); any other value, in range or not, is kept for the check."""
+        return None if value == unset else value
 
     def help(self) -> str:
         """CLI help / node tooltip text: meaning, range and default."""

@@ -9,7 +9,8 @@ from emo_models.options import OPTIONS, check_option
 from . import comfy_bridge
 from .boundary import audio_to_waveform
 
-FPS = OPTIONS["fps"].node_input(unset=0.0, step=1.0)  # give CreateVideo the same (connect the fps output)
+FPS_UNSET = 0.0  # the fps widget's "from the checkpoint"
+FPS = OPTIONS["fps"].node_input(unset=FPS_UNSET, step=1.0)  # give CreateVideo the same (connect the fps output)
 
 
 class AudioFeatures:
@@ -41,7 +42,7 @@ class AudioFeatures:
         start, duration = check_option("start", start), check_option("duration", duration)
         span = trim_audio(waveform, rate, start, duration)
         label = f"audio ({start:g} s + {'rest' if duration == 0 else f'{duration:g} s'})"
-        encoding = emo_model.loaded().encode_audio(span, rate, fps=OPTIONS["fps"].unset_to_none(fps), name=label)
+        encoding = emo_model.loaded().encode_audio(span, rate, fps=OPTIONS["fps"].unset_to_none(fps, FPS_UNSET), name=label)
         encoding = dataclasses.replace(encoding, windows=encoding.windows.to(comfy_bridge.intermediate_device()))
         return encoding, {"waveform": span, "sample_rate": rate}, encoding.frames, encoding.fps
 
@@ -63,5 +64,5 @@ class AudioFrameInfo:
     def measure(self, emo_model, audio, fps):
         waveform, rate = audio_to_waveform(audio, "audio", silence_ok=True)
         samples = int(waveform.shape[-1])
-        frames, fps = emo_model.pipeline.count_frames(samples, rate, OPTIONS["fps"].unset_to_none(fps))
+        frames, fps = emo_model.pipeline.count_frames(samples, rate, OPTIONS["fps"].unset_to_none(fps, FPS_UNSET))
         return frames, samples / rate, fps

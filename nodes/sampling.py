@@ -28,16 +28,17 @@ SD15_LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350),
 PREVIEW_SIZE = 512
 
 CFG = {"step": 0.1, "round": 0.01}
-SAMPLER_SETTINGS = {  # ranges from the one table; the value below each range (0, -1) = from the checkpoint
-    "steps": OPTIONS["steps"].node_input(unset=0),
-    "cfg": OPTIONS["cfg"].node_input(unset=0.0, **CFG),
-    "reference_cfg": OPTIONS["cfg_reference"].node_input(unset=0.0, **CFG),
-    "audio_cfg": OPTIONS["cfg_audio"].node_input(unset=0.0, **CFG),
+UNSET = {"steps": 0, "cfg": 0.0, "cfg_reference": 0.0, "cfg_audio": 0.0, "frames_per_clip": 0, "motion_frames": -1}
+SAMPLER_SETTINGS = {  # ranges from the one table; UNSET, just below each range, = from the checkpoint
+    "steps": OPTIONS["steps"].node_input(unset=UNSET["steps"]),
+    "cfg": OPTIONS["cfg"].node_input(unset=UNSET["cfg"], **CFG),
+    "reference_cfg": OPTIONS["cfg_reference"].node_input(unset=UNSET["cfg_reference"], **CFG),
+    "audio_cfg": OPTIONS["cfg_audio"].node_input(unset=UNSET["cfg_audio"], **CFG),
     "seed": OPTIONS["seed"].node_input(control_after_generate=True),
     "scheduler": (list(SCHEDULERS), {"default": FROM_CHECKPOINT, "tooltip": "ddim as the paper; dpmpp_2m for "
                   "fewer steps; euler; checkpoint = the one it was trained for."}),
-    "frames_per_clip": OPTIONS["frames_per_clip"].node_input(unset=0),
-    "motion_frames": OPTIONS["motion_frames"].node_input(unset=-1),
+    "frames_per_clip": OPTIONS["frames_per_clip"].node_input(unset=UNSET["frames_per_clip"]),
+    "motion_frames": OPTIONS["motion_frames"].node_input(unset=UNSET["motion_frames"]),
 }
 WIDGET_NAMES = {"cfg_reference": "reference_cfg", "cfg_audio": "audio_cfg", "first_clip_motion": "first_clip"}
 FIRST_CLIP_SETTING = {
@@ -65,7 +66,7 @@ def render_settings(config, frames: int, *, steps, cfg, reference_cfg, audio_cfg
     from emo_models.render import RenderSettings
 
     def given(name, value):
-        return OPTIONS[name].unset_to_none(value)
+        return OPTIONS[name].unset_to_none(value, UNSET[name])
 
     return RenderSettings.from_config(
         config, steps=given("steps", steps), scheduler=None if scheduler == FROM_CHECKPOINT else scheduler,

@@ -96,7 +96,8 @@ def test_node_inputs_declare_the_same_ranges():
     kind, spec = OPTIONS["steps"].node_input(unset=0)  # a widget's "from the checkpoint" sits below the range
     assert (kind, spec["min"], spec["max"], spec["default"]) == ("INT", 0, 1000, 0)
     assert spec["tooltip"].endswith("; 0 = from the checkpoint")
-    assert OPTIONS["steps"].unset_to_none(0) is None and OPTIONS["steps"].unset_to_none(12) == 12
+    assert OPTIONS["steps"].unset_to_none(0, 0) is None and OPTIONS["steps"].unset_to_none(12, 0) == 12
+    assert OPTIONS["cfg"].unset_to_none(0.5, 0.0) == 0.5  # below the range but not unset: checked, refused
 
 
 def test_sizes_must_be_multiples_of_the_models_latent_block():
