@@ -5,9 +5,10 @@ checks before any model runs; a refusal is an :class:`InputError` (a ``ValueErro
 convert media (``emo_models.media``, ``nodes/boundary.py``) raise it too, so "works or raises
 InputError" is the whole contract (the property tests check exactly that).
 
-Accepted on purpose rather than refused: audio of any amplitude (wav2vec2 normalises it, so int16
-PCM passed as float works the same) and integer sample arrays; masks given as bool or as (H, W),
-(1, H, W) or (1, 1, H, W).
+Accepted on purpose rather than refused: portraits channels-last, unbatched, numpy or uint8 (the dtype
+says 0..255; see :func:`image_tensor`); audio of any amplitude (wav2vec2 normalises it, so int16 PCM
+works the same) and integer sample arrays; masks as bool, numpy, (H, W), (B, H, W) or (B, 1, H, W), and
+at another size of the same aspect ratio (resized).
 """
 
 from __future__ import annotations

@@ -201,16 +201,6 @@ def test_face_masks_are_accepted_as_bool_numpy_batches_or_the_same_aspect_at_ano
 
 # ---- devices ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,message", [
-    ("gpu", r"^--device: 'gpu' is not a device; give auto, cpu, cuda, cuda:N, mps or xpu$"),
-    ("cuda:x", r"^--device: 'cuda:x' is not a device; give auto, cpu, cuda, cuda:N, mps or xpu$"),
-    ("meta", r"^--device: 'meta' is not a device this package runs on; give auto, cpu, cuda, cuda:N, mps or xpu$"),
-])
-def test_an_unknown_device_is_refused_naming_the_choices(name, message):
-    with pytest.raises(InputError, match=message):
-        resolve_device(name, "--device")
-
-
 def test_a_gpu_that_is_not_there_is_refused_before_loading(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(InputError, match=r"^--device: 'cuda' asked for, but this machine has no usable cuda device "
