@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .cli import add_force_option
+
 
 def add_init_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``init``."""
@@ -25,29 +27,30 @@ def add_init_arguments(parser: argparse.ArgumentParser) -> None:
                         "temporal modules (default: none, random)")
     parser.add_argument("--audio-encoder", default=None, help="wav2vec2 folder or .safetensors (default: none, random)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    add_force_option(parser, "the checkpoint files in an existing, non-empty --out folder (other files there "
+                     "are kept)")
 
 
 def run_init(args) -> int:
-    """Write a native EMO checkpoint assembled from SD-1.5, AnimateDiff and wav2vec2 parts."""
+    """Write a native EMO checkpoint assembled from SD-1.5, AnimateDiff and wav2vec2 parts; the output
+    folder is checked before any part is read, and the report says loudly which parts stay random."""
     import torch
 
     from .config import get_config
-    from .loading import assemble, save_pipeline
+    from .loading import assemble, assembly_report, save_pipeline
+    from .weights.native import check_checkpoint_output
 
+    check_checkpoint_output(args.out, force=args.force, option="--out")
     torch.manual_seed(args.seed)
-    pipeline, reports = assemble(get_config(args.config), base=args.base, vae=args.vae,
-                                 motion_module=args.motion_module, audio_encoder=args.audio_encoder)
-    for report in reports:
-        print(report)
-    sources = {k: str(v) for k, v in (("base", args.base), ("vae", args.vae), ("motion_module", args.motion_module),
-                                      ("audio_encoder", args.audio_encoder)) if v}
+    sources = {"base": args.base, "vae": args.vae, "motion_module": args.motion_module,
+               "audio_encoder": args.audio_encoder}
+    pipeline, reports = assemble(get_config(args.config), **sources)
+    print(assembly_report(pipeline, reports, sources))
+    sources = {k: str(v) for k, v in sources.items() if v}
     save_pipeline(pipeline, args.out, metadata={"created_by": "emo_models init", "config": args.config,
-                                                "sources": sources, "seed": args.seed})
-    random = [name for name, given in (("base", args.base), ("motion module", args.motion_module),
-                                       ("audio encoder", args.audio_encoder)) if not given]
-    print(f"wrote EMO checkpoint {args.out} ({args.config})"
-          + (f"; random-initialised: {', '.join(random)} and EMO's new layers" if random else
-             "; EMO's new layers are random-initialised until trained"))
+                                                "sources": sources, "seed": args.seed},
+                  force=args.force, option="--out")
+    print(f"wrote EMO checkpoint {args.out} ({args.config})")
     return 0
 
 

@@ -11,8 +11,11 @@ import argparse
 from .cli import (
     add_audio_options,
     add_device_options,
+    add_force_option,
     add_framing_options,
+    add_option,
     add_render_options,
+    flag,
     render_settings,
 )
 
@@ -28,8 +31,8 @@ def _add_io_options(parser: argparse.ArgumentParser, defaults: dict | None, upsc
             parser.add_argument(f"--{name}", required=True, help=text)
         else:
             parser.add_argument(f"--{name}", default=str(defaults[name]), help=text)
-    parser.add_argument("--upscale", type=int, default=upscale, help="enlarge the frames this many times in the mp4 "
-                        "(nearest neighbour, for viewing small models' output)")
+    add_option(parser, "upscale", default=upscale)
+    add_force_option(parser, "an existing --out file")
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,56 +61,56 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args) -> int:
-    """Portrait + audio -> mp4 with the audio muxed in, written atomically, frames streamed clip by clip."""
+    """Portrait + audio -> mp4 with the audio muxed in, written atomically, frames streamed clip by clip.
+
+    Everything checkable is checked before the model loads (the output path, container and encoder, the
+    device, the inputs) or before the first denoising step (the settings against the model's config).
+    """
     import time
-    from pathlib import Path
 
     import torch
     from tqdm import tqdm
 
     from .devices import resolve_device, resolve_dtype
     from .face_region import parse_box
-    from .loading import load_pipeline
-    from .media import load_image, read_audio, write_video
+    from .loading import checkpoint_report, load_pipeline
+    from .media import VideoWriter, check_video_output, load_image, read_audio
+    from .options import check_frame_size
     from .render import animate
     from .vocals import vocals_to_hear
 
     started = time.time()
+    out = check_video_output(args.out, inputs=(args.image, args.audio), force=args.force, option="--out")
     face_box = parse_box(args.face_box, "--face-box")
-    if args.upscale < 1:
-        raise ValueError(f"--upscale: {args.upscale}; give 1 (as generated) or more")
+    device = resolve_device(args.device, "--device")
+    dtype = resolve_dtype(args.dtype, device)
     image = load_image(args.image)
     waveform, rate = read_audio(args.audio)
-    device = resolve_device(args.device)
-    pipeline, _ = load_pipeline(args.checkpoint, device=device, dtype=resolve_dtype(args.dtype, device))
+    pipeline, reports = load_pipeline(args.checkpoint, device=device, dtype=dtype)
+    print(checkpoint_report(args.checkpoint, pipeline, reports))
     settings = render_settings(pipeline.config, args)
+    width, height = check_frame_size(pipeline.config, args.width, args.height, flag)
     bar = tqdm(total=None, unit="step", desc="EMO")
 
     def on_step(done, total, _latents):
         bar.total = total
         bar.update(done - bar.n)
 
-    heard = vocals_to_hear(waveform, rate, args.isolate_vocals, args.checkpoint, name=f"audio {args.audio}")
-    audio, clips = animate(pipeline, image, heard, rate, settings, crop=args.crop, face_box=face_box,
-                           width=args.width, height=args.height, fps=args.fps, audio_name=f"audio {args.audio}",
-                           on_step=on_step)
-
-    def frames():
-        for clip in clips:
-            pictures = clip.frames
-            if args.upscale > 1:
-                pictures = torch.nn.functional.interpolate(pictures, scale_factor=args.upscale, mode="nearest")
-            yield from pictures.permute(0, 2, 3, 1)
-
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     try:
-        write_video(args.out, frames(), audio.fps, audio=waveform, sample_rate=rate)  # the song, not the vocals
+        heard = vocals_to_hear(waveform, rate, args.isolate_vocals, args.checkpoint, name=f"audio {args.audio}")
+        audio, clips = animate(pipeline, image, heard, rate, settings, crop=args.crop, face_box=face_box,
+                               width=width, height=height, fps=args.fps, audio_name=f"audio {args.audio}",
+                               on_step=on_step)
+        # the soundtrack is the song as given, not the vocals the model heard
+        with VideoWriter(out, audio.fps, audio=waveform, sample_rate=rate, force=args.force, option="--out") as video:
+            for clip in clips:
+                frames = clip.frames
+                if args.upscale > 1:
+                    frames = torch.nn.functional.interpolate(frames, scale_factor=args.upscale, mode="nearest")
+                video.write(frames.permute(0, 2, 3, 1))
     finally:
         bar.close()
-    config = pipeline.config
-    width = (config.width if args.width is None else args.width) * args.upscale
-    height = (config.height if args.height is None else args.height) * args.upscale
-    print(f"wrote {args.out}: {audio.frames} frames at {audio.fps:g} fps, {width}x{height}, "
+    print(f"wrote {out}: {audio.frames} frames at {audio.fps:g} fps, {width * args.upscale}x{height * args.upscale}, "
           f"{time.time() - started:.1f} s")
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,19 +161,32 @@ class EMOConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EMOConfig:
-        """Inverse of :meth:`to_dict`; refuses unknown fields by name."""
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> EMOConfig:
+        """Inverse of :meth:`to_dict`; refuses (ValueError naming ``source`` and the field) unknown or
+        missing fields and values of the wrong type or sign."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: holds a JSON {type(data).__name__}; expected an object with the model's "
+                             "fields (write one with `python -m emo_models init`)")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"config: unknown fields {unknown}; expected only {sorted(known)}")
+            raise ValueError(f"{source}: unknown fields {unknown}; expected only {sorted(known)}")
+        missing = [name for name in REQUIRED_FIELDS if name not in data]
+        if missing:
+            raise ValueError(f"{source}: missing fields {missing}; an EMO config.json describes the model's "
+                             "parts (write one with `python -m emo_models init`, or copy the checkpoint's own)")
+        for name, value in data.items():
+            if name != "generation":  # GenerationPreset checks its own fields
+                _check_field(source, name, value)
         data = dict(data)
         for key in ("unet", "vae", "audio_encoder"):
-            if key in data:
-                data[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()}
+            data[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()}
         if "face_locator_channels" in data:
             data["face_locator_channels"] = tuple(data["face_locator_channels"])
-        data["generation"] = GenerationPreset.from_dict(data.get("generation", {}))
+        try:
+            data["generation"] = GenerationPreset.from_dict(data.get("generation", {}))
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}; fix config.json or copy it from the checkpoint it came from") from None
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
@@ -181,12 +195,43 @@ class EMOConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> EMOConfig:
-        """Read a ``config.json`` written by :meth:`save`."""
+        """Read a ``config.json`` written by :meth:`save`; errors name the file (and the field)."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"config: cannot read {path} as JSON ({err}); expected an EMO config.json") from err
-        return cls.from_dict(data)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: cannot be read as JSON ({err}); expected an EMO config.json") from err
+        return cls.from_dict(data, source=str(path))
+
+
+REQUIRED_FIELDS = ("unet", "vae", "audio_encoder")  # the architecture; the other fields have defaults
+_PARTS = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "audio_encoder": "Wav2Vec2Config",
+          "scheduler": "scheduler config"}
+_AT_LEAST_ZERO = ("motion_frames", "audio_window")
+
+
+def _check_field(source: str, name: str, value: Any) -> None:
+    """Refuse a config field whose JSON value has the wrong type or sign, naming the field."""
+    def refuse(expected: str):
+        raise ValueError(f"{source}: field {name!r} is {json.dumps(value)[:60]} ({type(value).__name__}); "
+                         f"expected {expected}; fix config.json or copy it from the checkpoint it came from")
+
+    kind = {f.name: f.type for f in dataclasses.fields(EMOConfig)}[name]
+    least = 0 if name in _AT_LEAST_ZERO else 1
+    if name in _PARTS:
+        if not isinstance(value, dict):
+            refuse(f"an object of {_PARTS[name]} arguments")
+    elif kind == "str":
+        if not isinstance(value, str):
+            refuse("a string")
+    elif kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            refuse(f"a whole number >= {least}")
+    elif kind == "float":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            refuse("a positive number")
+    elif not (isinstance(value, list) and value
+              and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        refuse("a list of positive whole numbers")
 
 
 def full_config() -> EMOConfig:

@@ -21,8 +21,9 @@ from .families import get_family, release_family
 from .model import EMOModel
 from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
-from .weights.native import COMPONENTS, CONFIG_FILE, load_checkpoint, save_checkpoint
+from .weights.native import COMPONENTS, CONFIG_FILE, load_checkpoint, read_metadata, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
+from .weights.sanity import CheckpointReport, check_finite, untrained_after_init, untrained_parts
 
 MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder")
 
@@ -52,16 +53,21 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32) -> tuple[EMOPipeline, list[LoadReport]]:
     """A native EMO checkpoint folder -> (pipeline on ``device``/``dtype``, one report per component).
 
-    Every component must be present and complete; a missing file or key is an error naming it. A
-    release of an open family as its users download it (EchoMimic's ``pretrained_weights``: see
-    :mod:`emo_models.families`) loads too, with its default weights.
+    Every component must be present and complete; a missing file or key is an error naming it, and so
+    are NaN or infinite weights (in the file, or made by the cast to ``dtype``). :func:`checkpoint_report`
+    turns the reports into what a load prints. A release of an open family as its users download it
+    (EchoMimic's ``pretrained_weights``: see :mod:`emo_models.families`) loads too, with its default weights.
     """
     if not (Path(folder) / CONFIG_FILE).is_file():
         family = release_family(folder)
         if family is not None:
             return family.load(folder, device=device, dtype=dtype)
     config, state_dicts = load_checkpoint(folder)
-    pipeline = build_pipeline(config, empty=True)
+    try:
+        pipeline = build_pipeline(config, empty=True)
+    except Exception as err:  # a config whose fields are each valid but do not fit together
+        raise WeightsError(f"{Path(folder) / 'config.json'}: the EMO model cannot be built from it "
+                           f"({type(err).__name__}: {err}); fix config.json or copy the checkpoint's own") from None
     parts = components_of(pipeline)
     absent = [name for name in COMPONENTS if name not in state_dicts and parts[name].state_dict()]
     if absent:
@@ -73,12 +79,42 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
     if meta:
         raise WeightsError(f"{folder}: parameters never loaded: {meta[:5]}")
     pipeline.to(device=device, dtype=dtype)
+    check_finite({name: module.state_dict() for name, module in components_of(pipeline).items()}, str(folder),
+                 dtype=dtype)
     return pipeline, reports
 
 
-def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None) -> Path:
-    """Write the pipeline as a native EMO checkpoint folder (atomically)."""
-    return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata)
+def checkpoint_report(folder: str | Path, pipeline: EMOPipeline, reports: list[LoadReport],
+                      family: str = "EMO native checkpoint") -> CheckpointReport:
+    """What loading ``folder`` gave: family, config, dtype, per-component key reports and the parts
+    that were never trained (from ``metadata.json`` and the still-zero output layers)."""
+    try:
+        metadata, notes = read_metadata(folder), []
+    except WeightsError as err:
+        metadata, notes = {}, [f"{err}; cannot tell from it which parts were trained"]
+    states = {name: module.state_dict() for name, module in components_of(pipeline).items()}
+    config = pipeline.config
+    return CheckpointReport(source=str(folder), family=family, dtype=str(pipeline.dtype).removeprefix("torch."),
+                            config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)",
+                            components=list(reports), untrained=untrained_parts(metadata, states), notes=notes)
+
+
+def assembly_report(pipeline: EMOPipeline, reports: list[LoadReport], sources: dict[str, object]) -> CheckpointReport:
+    """What :func:`assemble` gave: the parts loaded from ``sources`` (base, vae, motion_module,
+    audio_encoder) and, loudly, the parts left at their random initialisation."""
+    config, given = pipeline.config, {k: v for k, v in sources.items() if v}
+    return CheckpointReport(
+        source=", ".join(f"{k}={v}" for k, v in given.items()) or "nothing (all random)",
+        family="assembled from parts", dtype=str(pipeline.dtype).removeprefix("torch."),
+        config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)", components=list(reports),
+        untrained={part: "random initialisation (no weights given for it)" for part in untrained_after_init(given)})
+
+
+def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None,
+                  force: bool = False, option: str = "out") -> Path:
+    """Write the pipeline as a native EMO checkpoint folder (atomically; an existing non-empty folder
+    only with ``force``, replacing just the checkpoint's files, see :func:`save_checkpoint`)."""
+    return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata, force=force, option=option)
 
 
 def convert_release(family: str, source: str | Path, out: str | Path,

@@ -17,6 +17,7 @@ from .audio import encode_audio_windows
 from .config import EMOConfig
 from .media_audio import frame_count, prepare_waveform
 from .model import EMOModel
+from .options import check_option
 
 
 class GenerationCancelled(RuntimeError):
@@ -102,9 +103,7 @@ class EMOPipeline:
     def count_frames(self, samples: int, sample_rate: int, fps: float | None = None) -> tuple[int, float]:
         """(frames, fps) of ``samples`` audio samples at ``sample_rate``: fps defaults to the checkpoint's, the
         count follows its rounding (:func:`~emo_models.media_audio.frame_count`). What every entry point counts."""
-        fps = self.config.fps if fps is None else fps
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not np.isfinite(fps) or not 0 < fps <= 1000:
-            raise ValueError(f"fps: {fps!r}; give a frame rate above 0 and up to 1000 (25 or 30 typical)")
+        fps = self.config.fps if fps is None else check_option("fps", fps)
         return frame_count(int(samples), sample_rate, fps, self.config.generation.frame_rounding), float(fps)
 
     @torch.no_grad()
@@ -114,9 +113,9 @@ class EMOPipeline:
         F is :meth:`count_frames` of the waveform as given (before mixing and resampling to the encoder's
         rate); fps: default the checkpoint's. ``name`` labels errors.
         """
-        samples = int(np.shape(waveform)[-1])
-        frames, fps = self.count_frames(samples, sample_rate, fps)
         wave = prepare_waveform(waveform, sample_rate, self.config.audio_sample_rate, name=name)
+        samples = int(np.shape(waveform)[-1])  # counted as given (prepare_waveform accepted its layout)
+        frames, fps = self.count_frames(samples, sample_rate, fps)
         windows = encode_audio_windows(self.config, self.audio_encoder, wave, fps, frames)
         return AudioEncoding(windows, fps, samples / sample_rate)
 
@@ -143,7 +142,7 @@ class EMOPipeline:
         from .render import RenderSettings, animate
 
         callbacks = {k: settings.pop(k) for k in ("on_step", "should_stop") if k in settings}
-        _, clips = animate(self, image, waveform, sample_rate or self.config.audio_sample_rate,
+        _, clips = animate(self, image, waveform, self.config.audio_sample_rate if sample_rate is None else sample_rate,
                            RenderSettings.from_config(self.config, **settings), crop=crop, face_box=face_box,
                            face_mask=face_mask, fps=fps, **callbacks)
         return torch.cat([clip.frames for clip in clips])

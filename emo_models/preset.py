@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .options import check_option
 from .schedulers import SCHEDULERS
 
 CONDITIONS = ("reference", "audio", "face")  # what an unconditional guidance branch can drop
@@ -68,16 +69,16 @@ class GenerationPreset:
         def bad(field: str, expected: str):
             return ValueError(f"config generation.{field}: {getattr(self, field)!r}; expected {expected}")
 
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise bad("steps", "a whole number of denoising steps >= 1 (the paper uses 40)")
+        for name, option in (("steps", "steps"), ("guidance", "cfg"), ("guidance_reference", "cfg_reference"),
+                             ("guidance_audio", "cfg_audio"), ("speed", "speed")):  # the options' own ranges
+            if getattr(self, name) is not None:  # stored as the option's kind (40.0 in JSON -> 40)
+                object.__setattr__(self, name, check_option(option, getattr(self, name), f"config generation.{name}"))
         if self.scheduler not in SCHEDULERS:
             raise bad("scheduler", f"one of {', '.join(SCHEDULERS)}")
-        for name in ("guidance", "guidance_reference", "guidance_audio", "speed", "face_expand", "noise_clamp"):
-            value = getattr(self, name)
-            if value is None and name in ("guidance_reference", "guidance_audio"):
-                continue
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise bad(name, "a finite number >= 0")
+        if not isinstance(self.face_expand, (int, float)) or not math.isfinite(self.face_expand) or self.face_expand < 0:
+            raise bad("face_expand", "a finite number >= 0")
+        if not isinstance(self.noise_clamp, (int, float)) or not math.isfinite(self.noise_clamp) or self.noise_clamp < 0:
+            raise bad("noise_clamp", "a finite number >= 0 (0: no clamp)")
         unknown = sorted(set(self.uncond_drops) - set(CONDITIONS))
         if unknown or not self.uncond_drops:
             raise bad("uncond_drops", f"a non-empty list of {', '.join(CONDITIONS)}")

@@ -31,10 +31,12 @@ from .config import EMOConfig
 from .face_region import FaceBox, frame_portrait, locator_mask
 from .guidance import Guidance
 from .model import ClipCondition
+from .options import check_frame_size, check_option, check_values
 from .pipeline import AudioEncoding, EMOPipeline, GenerationCancelled, ReferenceEncoding
 from .preset import FIRST_CLIP_MOTION, SAMPLERS
 from .schedulers import SCHEDULERS, make_scheduler
 from .speed_presets import speed_value
+from .validation import InputError, image_tensor
 
 OnStep = Callable[[int, int, torch.Tensor], None]  # (steps done, steps in all, latents (f, 4, h, w))
 
@@ -70,11 +72,17 @@ class RenderSettings:
                     frames_per_clip: int | None = None, motion_frames: int | None = None,
                     first_clip_motion: str | None = None, seed: int = 0,
                     speed: float | str | np.ndarray | None = None, sampler: str | None = None,
-                    context_overlap: int | None = None) -> RenderSettings:
+                    context_overlap: int | None = None, label: Callable[[str], str] = str) -> RenderSettings:
         """The checkpoint's trained-for settings (``config.generation`` and its clip geometry), each value
         given here overriding it (None: the checkpoint's). An explicit ``cfg`` replaces the checkpoint's
         whole guidance setting; ``cfg_reference``/``cfg_audio`` alone replace just that scale. The
-        ``context_windows`` sampler runs without motion frames unless ``motion_frames`` is given."""
+        ``context_windows`` sampler runs without motion frames unless ``motion_frames`` is given. Every value
+        is checked (:meth:`check`; 0 is a value, not "unset"), errors naming it as ``label`` spells it."""
+        overrides = {"steps": steps, "cfg": cfg, "cfg_reference": cfg_reference, "cfg_audio": cfg_audio,
+                     "frames_per_clip": frames_per_clip, "motion_frames": motion_frames, "seed": seed}
+        checked = {name: None if value is None else check_option(name, value, label(name))
+                   for name, value in overrides.items()}  # as the option's kind: steps=40.0 -> 40
+        steps, cfg, cfg_reference, cfg_audio, frames_per_clip, motion_frames, seed = checked.values()
         preset = config.generation
         sampler = preset.sampler if sampler is None else sampler
         if motion_frames is None:
@@ -96,36 +104,43 @@ class RenderSettings:
             context_overlap=preset.context_overlap if context_overlap is None else context_overlap,
             context_shift=preset.context_shift, noise_clamp=preset.noise_clamp,
         )
-        settings.check(config)
+        settings.check(config, label)
         return settings
 
-    def check(self, config: EMOConfig) -> None:
-        """Refuse settings this model cannot run, naming the setting and what to give."""
-        whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)  # noqa: E731
+    def check(self, config: EMOConfig, label: Callable[[str], str] = str) -> None:
+        """Refuse settings this model cannot run, naming the setting (as ``label`` spells it: the CLI's
+        ``--cfg``) and what to give: each number against :data:`~emo_models.options.OPTIONS`, then together
+        against the model (the temporal window, the scheduler's training timesteps)."""
+        for name in ("steps", "frames_per_clip", "motion_frames", "seed"):
+            check_option(name, getattr(self, name), label(name))
+        scales = {"cfg": self.guidance.scale, "cfg_reference": self.guidance.reference, "cfg_audio": self.guidance.audio}
+        for name, value in scales.items():
+            if value is not None:
+                check_option(name, value, label(name))
+        check_values("speed", speed_value(self.speed) if isinstance(self.speed, str) else self.speed, label("speed"))
         f, n, window = self.frames_per_clip, self.motion_frames, config.temporal_max_frames
-        if not whole(self.steps) or self.steps < 1:
-            raise ValueError(f"steps: {self.steps!r}; give a whole number of denoising steps >= 1 (the paper uses 40)")
+        if f + n > window:
+            raise InputError(f"{label('frames_per_clip')} + {label('motion_frames')}: {f} + {n} frames exceed this "
+                             f"model's temporal window of {window}; lower one of them (the checkpoint's are "
+                             f"{config.frames_per_clip} + {config.motion_frames})")
+        timesteps = int(config.scheduler.get("num_train_timesteps", 1000))
+        if self.steps > timesteps:
+            raise InputError(f"{label('steps')}: {self.steps} is more than this model's {timesteps} training "
+                             f"timesteps; give 1 to {timesteps}")
         if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler: {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-        if not whole(f) or not whole(n) or f < 1 or n < 0 or f + n > window:
-            raise ValueError(f"frames_per_clip {f!r}, motion_frames {n!r}: give f >= 1 and n >= 0 with f + n <= "
-                             f"{window} (the model's temporal window); the checkpoint's are "
-                             f"{config.frames_per_clip} and {config.motion_frames}")
+            raise InputError(f"{label('scheduler')}: {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler: {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+            raise InputError(f"{label('sampler')}: {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.sampler == "context_windows":
             if n:
-                raise ValueError(f"motion_frames: {n}; the context_windows sampler denoises the whole video "
-                                 "together and uses no motion frames: give 0")
-            if not whole(self.context_overlap) or not 0 <= self.context_overlap < f:
-                raise ValueError(f"context_overlap: {self.context_overlap!r}; give a whole number of frames from 0 "
-                                 f"to frames_per_clip - 1 ({f - 1})")
+                raise InputError(f"{label('motion_frames')}: {n}; the context_windows sampler denoises the whole "
+                                 "video together and uses no motion frames: give 0")
+            if check_option("context_overlap", self.context_overlap, label("context_overlap")) >= f:
+                raise InputError(f"{label('context_overlap')}: {self.context_overlap!r}; give a whole number of "
+                                 f"frames from 0 to frames_per_clip - 1 ({f - 1})")
         if self.first_clip_motion not in FIRST_CLIP_MOTION:
-            raise ValueError(f"first_clip_motion: {self.first_clip_motion!r}; choose one of "
+            raise InputError(f"{label('first_clip_motion')}: {self.first_clip_motion!r}; choose one of "
                              f"{', '.join(FIRST_CLIP_MOTION)}")
-        if not whole(self.seed) or not 0 <= self.seed < 2**64:
-            raise ValueError(f"seed: {self.seed!r}; give a whole number from 0 to 2**64 - 1")
-        speed_per_frame(self.speed, 1)
         self.guidance.branches(self.uncond_drops)
 
     @property
@@ -159,10 +174,8 @@ def speed_per_frame(speed: float | str | np.ndarray | torch.Tensor, frames: int)
     -> (frames,) degrees/frame (a short schedule holds its last value)."""
     if isinstance(speed, str):
         speed = speed_value(speed)
+    check_values("speed", speed)
     s = torch.as_tensor(np.asarray(speed, dtype=np.float32)).reshape(-1)
-    if s.numel() == 0 or not torch.isfinite(s).all() or (s < 0).any():
-        raise ValueError(f"speed: {speed!r}; give a number or per-frame schedule in degrees/frame >= 0 "
-                         "(0.1-1.3 typical)")
     if s.numel() < frames:
         s = torch.cat([s, s[-1:].expand(frames - s.numel())])
     return s[:frames]
@@ -302,15 +315,16 @@ def animate(pipeline: EMOPipeline, image: torch.Tensor, waveform, sample_rate: i
             should_stop: Callable[[], bool] | None = None) -> tuple[AudioEncoding, Iterator[RenderedClip]]:
     """A portrait and a waveform as decoded -> (the audio's encoding, the video's clips as they render).
 
-    image: (1, 3, h, w) in [0, 1], any size, fitted to width x height (default: the checkpoint's) by
+    image: (1, 3, h, w) in [0, 1] (or what :func:`~emo_models.validation.image_tensor` accepts), any size, fitted to width x height (default: the checkpoint's) by
     ``crop`` (:func:`~emo_models.face_region.frame_portrait`); face_box / face_mask: the face region on
     that image (default: detected, else the checkpoint's face box); waveform: (T,), (C, T) or (B, C, T)
     at ``sample_rate``; fps: default the checkpoint's. This is what ``generate``, ``demo`` and
     :meth:`EMOPipeline.generate` run; the nodes run the same steps one node each.
     """
     config = pipeline.config
-    portrait = frame_portrait(image, config.width if width is None else width, config.height if height is None else height,
-                              crop=crop, face_box=face_box, detect=config.generation.detect_face)
+    image = image_tensor(image)
+    width, height = check_frame_size(config, width, height)
+    portrait = frame_portrait(image, width, height, crop=crop, face_box=face_box, detect=config.generation.detect_face)
     mask = locator_mask(portrait, config.generation, mask=face_mask)
     audio = pipeline.encode_audio(waveform, sample_rate, fps=fps, name=audio_name)
     reference = pipeline.encode_reference(portrait.image)

@@ -7,8 +7,6 @@ head jitters. A name picks a value from that range; a number is taken as it is.
 
 from __future__ import annotations
 
-import math
-
 SPEED_PRESETS = {
     "speech-calm": 0.3,  # a newsreader: little head motion
     "speech": 0.6,  # conversation
@@ -37,10 +35,12 @@ def speed_value(value: str | float, name: str = "speed") -> float:
         except ValueError:
             raise ValueError(f"{name}: {value!r} is neither a number of degrees/frame nor a preset "
                              f"({describe_presets()})") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: {value}; give degrees/frame >= 0 (0.1-1.0 speech, 1.0-1.3 singing) or a preset "
-                         f"({describe_presets()})")
-    return float(value)
+    from .options import check_option
+
+    try:
+        return check_option("speed", value, name)  # the one range table's range
+    except ValueError as err:
+        raise type(err)(f"{err} Or a preset: {describe_presets()}") from None
 
 
 def speed_argument(text: str) -> float:

@@ -117,26 +117,27 @@ class LoadEMOModel:
             if chosen:
                 raise ValueError(f"checkpoint: {checkpoint!r} is a complete EMO checkpoint but parts are set "
                                  f"({', '.join(chosen)}); set them to (none), or pick {ASSEMBLE}")
-            pipeline, reports, source = self._native(checkpoint, torch_dtype)
+            pipeline, report, source = self._native(checkpoint, torch_dtype)
         else:
-            pipeline, reports, source = self._assembled(parts, config, torch_dtype)
-        for report in reports:
-            comfy_bridge.log.info("EMO %s", report)
+            pipeline, report, source = self._assembled(parts, config, torch_dtype)
+        comfy_bridge.log.info("EMO %s", "\n".join(report.summary))
+        for line in report.warnings:  # untrained parts: the video would be noise, say so in the console
+            comfy_bridge.log.warning("EMO %s", line)
         patcher = comfy_bridge.model_patcher(EMOModules(pipeline))
         return (EMOModelHandle(pipeline=pipeline, patcher=patcher, source=source),)
 
     @staticmethod
     def _native(checkpoint, dtype):
-        from emo_models.loading import load_pipeline
+        from emo_models.loading import checkpoint_report, load_pipeline
 
         folder = resolve("emo", checkpoint, native_checkpoints(), "checkpoint")
         pipeline, reports = load_pipeline(folder, device=comfy_bridge.offload_device(), dtype=dtype)
-        return pipeline, reports, folder
+        return pipeline, checkpoint_report(folder, pipeline, reports), folder
 
     @staticmethod
     def _assembled(parts, config, dtype):
         from emo_models.config import get_config
-        from emo_models.loading import assemble
+        from emo_models.loading import assemble, assembly_report
 
         if config not in PRESETS:
             raise ValueError(f"config: {config!r}; choose one of {', '.join(PRESETS)}")
@@ -160,4 +161,5 @@ class LoadEMOModel:
                 paths[key] = resolve(kind, parts[key], choices, key)
         pipeline, reports = assemble(get_config(config), **paths)
         pipeline.to(device=comfy_bridge.offload_device(), dtype=dtype)
-        return pipeline, reports, ", ".join(f"{k}={v}" for k, v in paths.items()) or f"random {config}"
+        report = assembly_report(pipeline, reports, paths)
+        return pipeline, report, ", ".join(f"{k}={v}" for k, v in paths.items()) or f"random {config}"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from emo_models.options import check_option, check_values
 from emo_models.speed_presets import describe_presets, speed_value
 
 from . import comfy_bridge
@@ -82,8 +83,7 @@ class SpeedSchedule:
     def parse(cls, speed: float, schedule: str = "") -> SpeedSchedule:
         """``schedule``: "" (use ``speed``), per-frame values "0.4, 0.6, 0.8", or keyframes "0:0.3, 48:1.0";
         a value may be a preset name ("0:speech, 48:singing", see ``emo_models.speed_presets``)."""
-        if not speed >= 0:
-            raise ValueError(f"speed: {speed}; give a non-negative speed in degrees/frame (0.1-1.3 typical)")
+        speed = check_option("speed", speed)
         items = [item for item in re.split(r"[,;\n]+", schedule or "") if item.strip()]
         if not items:
             return cls(float(speed))
@@ -102,6 +102,5 @@ class SpeedSchedule:
         frames = [at for at, _ in keyframes]
         if len(set(frames)) != len(frames):
             raise ValueError(f"schedule: frame numbers repeat in {schedule!r}; give each keyframe once")
-        if any(not v >= 0 or not np.isfinite(v) for _, v in keyframes):
-            raise ValueError(f"schedule: {schedule!r} has a negative or invalid speed; speeds are degrees/frame >= 0")
+        check_values("speed", [v for _, v in keyframes], "schedule")
         return cls(float(speed), tuple(keyframes))

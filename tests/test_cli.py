@@ -11,6 +11,14 @@ from emo_models.cli import COMMANDS, HelpFormatter, build_parser, main
 from emo_models.media import probe_video
 
 
+def exit_code(argv) -> int:
+    """main's exit status, whether it returns it or argparse exits with it (options refused while parsing)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt") / "tiny"
@@ -155,17 +163,17 @@ def test_help_imports_only_what_the_chosen_command_needs(argv, absent):
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--steps", "0", "steps: 0; give a whole number of denoising steps >= 1"),
-    ("--fps", "0", "fps: 0.0; give a frame rate above 0"),
+    ("--steps", "0", "argument --steps: 0 is below the minimum 1. It is the denoising steps per clip"),
+    ("--fps", "0", "argument --fps: 0 is below the minimum 1. It is the video frame rate"),
     ("--face-box", "1,2", "--face-box: '1,2'; give four numbers x0,y0,x1,y1"),
-    ("--cfg", "nan", "cfg: nan; give a finite guidance scale"),
-    ("--upscale", "0", "--upscale: 0; give 1 (as generated) or more"),
+    ("--cfg", "nan", "argument --cfg: nan is not a number. It is the guidance scale"),
+    ("--upscale", "0", "argument --upscale: 0 is below the minimum 1. It is the enlargement of the frames"),
 ])
 def test_bad_options_are_refused_naming_them_and_nothing_is_written(checkpoint, tmp_path, capsys, option, value,
                                                                     message):
     image = _photo(tmp_path / "face.png", "RGB", (64, 64))
     audio = _speech(tmp_path / "speech.wav", 0.5, 16000, 1)
     out = tmp_path / "talk.mp4"
-    assert main(["generate", "--image", str(image), "--audio", str(audio), "--out", str(out),
-                 "--checkpoint", str(checkpoint), option, value]) == 2
+    assert exit_code(["generate", "--image", str(image), "--audio", str(audio), "--out", str(out),
+                      "--checkpoint", str(checkpoint), option, value]) == 2
     assert message in capsys.readouterr().err and not out.exists()

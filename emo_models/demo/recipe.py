@@ -94,13 +94,15 @@ def typical_face_box(data: Path) -> list[float]:
 
 
 def export_demo_checkpoint(checkpoint: Path, folder: Path, metadata: dict) -> Path:
-    """Rewrite a training checkpoint as the shipped demo model: fp16 except wav2vec2 (kept fp32)."""
+    """Rewrite a training checkpoint as the shipped demo model: fp16 except wav2vec2 (kept fp32).
+
+    ``folder``'s checkpoint files are replaced (other files in it are kept)."""
     from ..weights.native import load_checkpoint, save_checkpoint
 
     config, state_dicts = load_checkpoint(checkpoint)
     half = {name: {k: (v.half() if v.is_floating_point() and name != "audio_encoder" else v) for k, v in sd.items()}
             for name, sd in state_dicts.items()}
-    return save_checkpoint(folder, config, half, metadata)
+    return save_checkpoint(folder, config, half, metadata, force=True)
 
 
 def write_demo_sample(assets: Path, seconds: float = 4.0) -> dict:
@@ -129,10 +131,13 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
     from ..training.train import train
     from ..training.train_batch import region_weights
     from ..training.train_checkpoint import latest_checkpoint
+    from ..weights.native import check_checkpoint_output
     from .autoencoder import mouth_fidelity, train_autoencoder
     from .data import dataset_frames, held_out_clip, write_demo_dataset
 
     out, run = Path(out), DemoRun()
+    if export is not None:
+        check_checkpoint_output(export, force=True, option="export")  # before 20 minutes of training, not after
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(seed)
@@ -159,7 +164,8 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
         run.ae_mouth_r = mouth_fidelity(pipeline.vae, [held_out_clip(i, seconds=2.0) for i in range(4)])
         log(f"[train-demo] autoencoder: loss {run.final_loss['autoencoder']:.4f}, scaling factor "
             f"{ae.scaling_factor:.3f}, mouth r on held-out reconstructions {run.ae_mouth_r:.3f}")
-        save_pipeline(pipeline, out / "init", metadata={"created_by": "emo_models train-demo", "seed": seed})
+        save_pipeline(pipeline, out / "init", metadata={"created_by": "emo_models train-demo", "seed": seed},
+                      force=True)
     del pipeline
     previous = out / "init"
     for stage, planned, batch in zip((1, 2, 3), recipe.stage_steps, recipe.stage_batch):
@@ -208,6 +214,8 @@ def add_train_demo_arguments(t) -> None:
     t.add_argument("--minutes", type=float, default=REFERENCE_MINUTES,
                    help="scales every phase's step count (30: the recipe that made the bundled model)")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    t.add_argument("--export", default=None, help="where the final model goes (default: the bundled one, emo_models/demo/assets/demo_model)")
+    t.add_argument("--export", default=None,
+                   help="where the final model goes (default: the bundled one, emo_models/demo/assets/demo_model); "
+                   "the checkpoint files there are replaced, other files kept")
     t.add_argument("--no-export", action="store_true", help="leave the bundled model untouched")
     t.add_argument("--clean", action="store_true", help="delete data and intermediate stages at the end")

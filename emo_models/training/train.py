@@ -150,6 +150,8 @@ def _run(accelerator, stage, data: Path, init, out: Path, opts: TrainOptions) ->
     from torch.utils.data import DataLoader
 
     from ..loading import load_pipeline
+    from ..weights.native import read_metadata
+    from ..weights.sanity import UNTRAINED, still_untrained, untrained_parts
 
     resume_from = _resume_point(out, opts.resume, stage)
     if resume_from is None and init is None:
@@ -197,8 +199,9 @@ def _run(accelerator, stage, data: Path, init, out: Path, opts: TrainOptions) ->
     state = {"stage": stage.number, "seed": opts.seed, "batch_size": opts.batch_size, "processes": processes,
              "global_batch": global_batch, "data": str(data), "ema": opts.ema,
              "init": progress.get("init", str(source))}
+    untrained = still_untrained(untrained_parts(read_metadata(source), {}), stage.trains)
     metadata = {"created_by": "emo_models train", "stage": stage.number, "stage_name": stage.name,
-                "data": str(data), "init": state["init"], "seed": opts.seed}
+                "data": str(data), "init": state["init"], "seed": opts.seed, UNTRAINED: untrained}
     if resume_from and (progress["global_batch"], progress["seed"]) != (global_batch, opts.seed):
         print(f"warning: resuming with global batch {global_batch} and seed {opts.seed} (checkpoint: "
               f"{progress['global_batch']}, {progress['seed']}); steps will not match an uninterrupted run")

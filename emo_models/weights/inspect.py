@@ -140,35 +140,49 @@ def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]
 
 def _describe_native(path: Path) -> list[str]:
     try:
-        config = EMOConfig.load(path / native.CONFIG_FILE)
-    except (ValueError, TypeError) as err:
-        return [f"  {native.CONFIG_FILE}: not a valid EMO config ({err})"]
-    lines = [f"  config: {config.name} ({config.width}x{config.height}, f={config.frames_per_clip}, "
-             f"n={config.motion_frames}, m={config.audio_window})"]
+        config = native.read_config(path / native.CONFIG_FILE)
+        lines = [f"  config: {config.name} ({config.width}x{config.height}, f={config.frames_per_clip}, "
+                 f"n={config.motion_frames}, m={config.audio_window})"]
+    except WeightsError as err:  # still list the parts: the user needs to see what the folder holds
+        config, lines = None, [f"  config.json is broken, the checkpoint will not load: {err}"]
     files = {p.stem: p for p in sorted(path.glob("*.safetensors"))}
     for name in native.COMPONENTS:
         if name not in files:
             lines.append(f"  {name}: absent")
             continue
-        state_dict = read_state_dict(files[name], device="meta")
+        try:
+            state_dict = read_state_dict(files[name], device="meta")
+        except WeightsError as err:
+            lines.append(f"  {name}: unreadable: {err}")
+            continue
         lines.append(f"  {name}: {_params(state_dict)}")
-        if name in ("backbone", "reference_net"):
-            lines += compare_lines("vs stock UNet", sd15.unet_shapes(config.unet), state_dict, "extra (EMO layers)", "    ")
-        elif name == "temporal":
-            shapes = animatediff.motion_module_shapes(config.unet, with_pos_encoder=False)
-            lines += compare_lines("vs AnimateDiff layout", shapes, state_dict, "extra (EMO layers)", "    ")
-        elif name == "vae":
-            lines += compare_lines("vs AutoencoderKL", sd15.vae_shapes(config.vae), state_dict, indent="    ")
-        elif name == "audio_encoder":
-            from transformers import Wav2Vec2Config
-
-            shapes = _wav2vec2_shapes(Wav2Vec2Config(**config.audio_encoder))
-            lines += compare_lines("vs Wav2Vec2Model", shapes, state_dict, indent="    ")
+        if config is not None:
+            lines += _component_lines(name, config, state_dict)
     lines += [f"  not a component: {p.name}" for n, p in files.items() if n not in native.COMPONENTS]
-    metadata = native.read_metadata(path)
+    try:
+        metadata = native.read_metadata(path)
+    except WeightsError as err:
+        metadata, lines = {}, [*lines, f"  {err}"]
     if metadata:
         lines.append(f"  metadata: {short_list([f'{k}={v}' for k, v in metadata.items()], 6)}")
     return lines
+
+
+def _component_lines(name: str, config: EMOConfig, state_dict) -> list[str]:
+    """How one native component's keys compare with the layout ``config`` builds."""
+    if name in ("backbone", "reference_net"):
+        return compare_lines("vs stock UNet", sd15.unet_shapes(config.unet), state_dict, "extra (EMO layers)", "    ")
+    if name == "temporal":
+        shapes = animatediff.motion_module_shapes(config.unet, with_pos_encoder=False)
+        return compare_lines("vs AnimateDiff layout", shapes, state_dict, "extra (EMO layers)", "    ")
+    if name == "vae":
+        return compare_lines("vs AutoencoderKL", sd15.vae_shapes(config.vae), state_dict, indent="    ")
+    if name == "audio_encoder":
+        from transformers import Wav2Vec2Config
+
+        shapes = _wav2vec2_shapes(Wav2Vec2Config(**config.audio_encoder))
+        return compare_lines("vs Wav2Vec2Model", shapes, state_dict, indent="    ")
+    return []
 
 
 def _diffusers_model_lines(folder: Path, subfolder: str, config: EMOConfig | None) -> list[str]:
@@ -182,12 +196,19 @@ def _diffusers_model_lines(folder: Path, subfolder: str, config: EMOConfig | Non
 
 
 def _describe_folder(path: Path, config: EMOConfig | None) -> tuple[str, list[str]]:
+    components = [c for c in native.COMPONENTS if (path / f"{c}.safetensors").is_file()]
     try:
         data = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         data = {}
+    except (OSError, ValueError) as err:
+        if components:
+            return "native EMO checkpoint", _describe_native(path)
+        names = sorted(p.name for p in path.iterdir())
+        return "folder with an unreadable config.json", [f"  config.json: {err}", f"  files: {short_list(names, 8)}"]
     data = data if isinstance(data, dict) else {}
-    if {"unet", "vae", "audio_encoder"} <= set(data) and "_class_name" not in data:
+    foreign = "_class_name" in data or "model_type" in data
+    if not foreign and ({"unet", "vae", "audio_encoder"} & set(data) or components):
         return "native EMO checkpoint", _describe_native(path)
     if echomimic.is_echomimic_release(path):
         present = [name for name in echomimic.FILES if (path / name).is_file()]

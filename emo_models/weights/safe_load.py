@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pickle
 import re
+import stat
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,17 @@ _SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }
+
+
+# torch's weights_only refusals, by what they mean (wording of torch 2.6 to 2.13)
+_CODE = (re.compile(r"GLOBAL (\S+) whose module \S+ is blocked"),
+         re.compile(r"Unsupported global: GLOBAL (\S+) was not an allowed global"),
+         re.compile(r"call reduce for unrecognized function (.+?)(?: which belongs|$)", re.M),
+         re.compile(r"(?:Can only create new object|Can only build).*?but got (.+)$", re.M))
+_OPCODE = re.compile(r"Unsupported operand (\d+)")
+_PICKLED_STORAGE = "torch.storage._load_from_bytes"  # tensors pickled with pickle.dump, not torch.save
+_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 class WeightsError(ValueError):
@@ -55,6 +68,10 @@ def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
         raise WeightsError(f"{path}: no such file; {expected}")
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder; {expected}")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):  # reading a pipe or device would wait forever or never end
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise WeightsError(f"{path}: is {kind}, not a file; {expected}")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         state_dict = _read_safetensors(path, device)
@@ -79,15 +96,33 @@ def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
             for k, (s, d) in shapes.items()}
 
 
+def _pickle_refusal(path: Path, err: Exception) -> WeightsError:
+    """torch's weights_only refusal of ``path`` as a message saying what the file is and what to do."""
+    text = str(err)
+    if _PICKLED_STORAGE in text:
+        return WeightsError(f"{path}: tensors saved with pickle.dump, not torch.save; {PLAIN_TENSORS_ONLY}: "
+                            "re-save them with torch.save(state_dict) or as .safetensors")
+    for pattern in _CODE:
+        found = pattern.search(text)
+        if found:
+            return WeightsError(f"{path}: contains code that is not allowed to run (loading it would import and "
+                                f"call {found.group(1).strip()}); nothing in it was run; {PLAIN_TENSORS_ONLY}: "
+                                "use a .safetensors release of these weights")
+    found = _OPCODE.search(text)
+    if found:
+        return WeightsError(f"{path}: uses pickle instruction {found.group(1)}, which torch.save never writes: a "
+                            f"plain Python pickle, not a torch checkpoint; nothing in it was run; {PLAIN_TENSORS_ONLY}")
+    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), repr(err))
+    return WeightsError(f"{path}: cannot be read as a torch checkpoint, truncated or corrupt? ({last})")
+
+
 def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notice about pickle protocols: we refuse such files anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if found:
-            raise WeightsError(f"{path}: holds a pickled object {found.group(1)}; {PLAIN_TENSORS_ONLY}") from None
-        raise WeightsError(f"{path}: cannot be read as a torch checkpoint, truncated or corrupt? "
-                           f"({str(err).splitlines()[-1] if str(err) else err!r})") from None
+        raise _pickle_refusal(path, err) from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         raise WeightsError(f"{path}: cannot be read as a torch checkpoint, truncated or corrupt? ({err})") from err
     while isinstance(obj, dict) and (key := next((k for k in NESTED_STATE_DICT_KEYS if isinstance(obj.get(k), dict)), None)):
