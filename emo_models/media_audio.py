@@ -125,6 +125,11 @@ def _as_channels_first(waveform: np.ndarray | torch.Tensor, name: str) -> np.nda
     return wave
 
 
+def all_finite(wave: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """True when no sample of (..., T) ``wave`` is NaN or inf, checked in chunks (no whole-audio temporary)."""
+    return all(np.isfinite(wave[..., i:i + chunk]).all() for i in range(0, wave.shape[-1], chunk))
+
+
 def prepare_waveform(
     waveform: np.ndarray | torch.Tensor, sample_rate: int, target_rate: int = 16000, name: str = "audio"
 ) -> np.ndarray:
@@ -141,11 +146,11 @@ def prepare_waveform(
     wave = _as_channels_first(waveform, name)
     if wave.shape[-1] == 0:
         raise ValueError(f"{name}: empty (0 samples); give a clip with speech or singing")
-    if not np.isfinite(wave).all():
+    if not all_finite(wave):
         bad = int((~np.isfinite(wave)).sum())
         raise ValueError(f"{name}: {bad} samples are NaN or inf; re-export or re-decode the clip")
-    mono = wave.mean(axis=0)
-    peak = float(np.abs(mono).max())
+    mono = wave[0] if wave.shape[0] == 1 else wave.mean(axis=0)  # the same values; no copy of a long mono clip
+    peak = max(float(mono.max()), -float(mono.min()))
     if peak < SILENCE_PEAK:
         raise ValueError(f"{name}: silent (peak {peak:.2g}); give a clip with speech or singing")
     return resample(mono, int(sample_rate), int(target_rate))

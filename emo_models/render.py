@@ -148,12 +148,13 @@ def clip_noise(seed: int, first_frame: int, shape: tuple[int, ...]) -> torch.Ten
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
-def _clip_windows(windows: torch.Tensor, start: int, frames: int) -> torch.Tensor:
-    """Audio windows (F, ...) of frames [start, start + frames): a final partial clip repeats the last one."""
-    span = windows[start:start + frames]
+def _clip_windows(audio: AudioEncoding, start: int, frames: int) -> torch.Tensor:
+    """Audio windows (frames, 2m+1, L, C) of frames [start, start + frames): a final partial clip repeats the
+    last one. Only this span is asked of the encoding (long audio is encoded as its clips come)."""
+    span = audio.windows(start, min(start + frames, audio.frames))
     if span.shape[0] == frames:
         return span
-    return torch.cat([span, windows[-1:].expand(frames - span.shape[0], *windows.shape[1:])])
+    return torch.cat([span, span[-1:].expand(frames - span.shape[0], *span.shape[1:])])
 
 
 @torch.no_grad()
@@ -206,7 +207,7 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
             motion = model.zero_motion(1, h, w, device, dtype, frames=n) if n else None
         cond = ClipCondition(
             reference=condition.reference, face=condition.face, motion=motion,
-            audio_tokens=model.encode_audio(_clip_windows(audio.windows, clip * f, f)[None].to(device, dtype)),
+            audio_tokens=model.encode_audio(_clip_windows(audio, clip * f, f)[None].to(device, dtype)),
             speed_tokens=model.encode_speed(speeds[span][None].to(device)),
         )
         batch = model.guidance_batch(cond, [drops for _, drops in branches])
