@@ -179,13 +179,16 @@ class AudioEncoding:
 
 
 def encode_audio(wav2vec2, wave: np.ndarray, frames: int, fps: float, window: int, seconds: float, *,
-                 one_pass_seconds: float = ONE_PASS_SECONDS, overlap_seconds: float = OVERLAP_SECONDS,
+                 one_pass_seconds: float | None = None, overlap_seconds: float | None = None,
                  sample_rate: int = 16000) -> AudioEncoding:
     """wave: (T,) float32 mono at ``sample_rate`` (wav2vec2's) -> the :class:`AudioEncoding` of its ``frames``.
 
     Audio up to ``one_pass_seconds`` is encoded now, in one pass; longer audio gets a
     :class:`WindowedFeatures` of windows that long overlapping by ``overlap_seconds``, encoded as asked.
+    None: :data:`ONE_PASS_SECONDS`, :data:`OVERLAP_SECONDS`.
     """
+    one_pass_seconds = ONE_PASS_SECONDS if one_pass_seconds is None else one_pass_seconds
+    overlap_seconds = OVERLAP_SECONDS if overlap_seconds is None else overlap_seconds
     if wave.shape[0] <= one_pass_seconds * sample_rate:
         source = HeldFeatures(audio_features(wav2vec2, wave, frames))
     else:

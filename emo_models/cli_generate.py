@@ -50,7 +50,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args) -> int:
-    """Portrait + audio -> mp4 with the audio muxed in, written atomically, frames streamed clip by clip."""
+    """Portrait + audio -> mp4 with the audio muxed in, written atomically, frames streamed clip by clip.
+
+    Memory stays flat with the audio's length: the audio is encoded as the clips ask for it, each clip's
+    frames are written as they are decoded, the soundtrack is muxed piece by piece beside them."""
+    import math
     import time
     from pathlib import Path
 
@@ -72,22 +76,19 @@ def run_generate(args) -> int:
     device = resolve_device(args.device)
     pipeline, _ = load_pipeline(args.checkpoint, device=device, dtype=resolve_dtype(args.dtype, device))
     settings = render_settings(pipeline.config, args)
-    bar = tqdm(total=None, unit="step", desc="EMO")
-
-    def on_step(done, total, _latents):
-        bar.total = total
-        bar.update(done - bar.n)
-
     audio, clips = animate(pipeline, image, waveform, rate, settings, crop=args.crop, face_box=face_box,
-                           width=args.width, height=args.height, fps=args.fps, audio_name=f"audio {args.audio}",
-                           on_step=on_step)
+                           width=args.width, height=args.height, fps=args.fps, audio_name=f"audio {args.audio}")
+    count = math.ceil(audio.frames / settings.frames_per_clip)
+    bar = tqdm(total=audio.frames, unit="frame", desc="EMO", postfix=f"clip 0/{count}")
 
-    def frames():
+    def frames():  # frames written so far and time left on the bar; nothing but the current clip is held
         for clip in clips:
             pictures = clip.frames
             if args.upscale > 1:
                 pictures = torch.nn.functional.interpolate(pictures, scale_factor=args.upscale, mode="nearest")
             yield from pictures.permute(0, 2, 3, 1)
+            bar.set_postfix_str(f"clip {clip.index + 1}/{count}", refresh=False)
+            bar.update(clip.frames.shape[0])
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     try:
