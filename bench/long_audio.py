@@ -6,7 +6,7 @@ child alone). Targets: the 10-minute run's peak RSS within 10% of the 1-minute r
 most 11x. The default frame rate and clip length keep the 10-minute run to minutes on 2 CPU cores; the
 memory claim does not depend on them (give --fps 25 for the checkpoint's own rate).
 
-    python bench/long_audio.py [--minutes 1 10] [--fps 5] [--frames-per-clip 24] [--steps 1]
+    python bench/long_audio.py [--minutes 1 10] [--fps 1] [--frames-per-clip 30] [--steps 1]
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def run(argv: list[str]) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, nargs=2, default=(1.0, 10.0), help="the short and the long audio")
-    parser.add_argument("--fps", type=float, default=5.0, help="video frame rate of both runs (default 5)")
-    parser.add_argument("--frames-per-clip", type=int, default=24, help="frames per clip (default 24)")
+    parser.add_argument("--fps", type=float, default=1.0, help="video frame rate of both runs (default 1)")
+    parser.add_argument("--frames-per-clip", type=int, default=30, help="frames per clip (default 30)")
     parser.add_argument("--steps", type=int, default=1, help="denoising steps per clip (default 1)")
     args = parser.parse_args()
 

@@ -20,7 +20,7 @@ The policies of continuing a video live here and nowhere else:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -236,7 +236,12 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
 def render(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: AudioEncoding, face_mask: torch.Tensor,
            settings: RenderSettings, **kwargs) -> Rendered:
     """:func:`render_clips` collected: the whole video's frames and latents (kwargs as there)."""
-    clips = list(render_clips(pipeline, reference, audio, face_mask, settings, **kwargs))
+    return collect(render_clips(pipeline, reference, audio, face_mask, settings, **kwargs))
+
+
+def collect(clips: Iterable[RenderedClip]) -> Rendered:
+    """Clips -> one :class:`Rendered` (the whole video in memory: for short videos and graph work)."""
+    clips = list(clips)
     return Rendered(frames=torch.cat([c.frames for c in clips]), latents=torch.cat([c.latents for c in clips]))
 
 

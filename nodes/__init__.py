@@ -9,6 +9,7 @@ from .audio import AudioFeatures, AudioFrameInfo
 from .model_loader import LoadEMOModel
 from .reference import EncodeReference, FaceLocatorMask
 from .sampling import EMOSampler, ExtendWithMotionFrames, SpeedCondition
+from .video import RenderVideo
 
 comfy_bridge.register_model_folders()
 
@@ -21,6 +22,7 @@ NODE_CLASS_MAPPINGS = {
     "EMOSampler": EMOSampler,
     "EMOExtendWithMotionFrames": ExtendWithMotionFrames,
     "EMOAudioFrameInfo": AudioFrameInfo,
+    "EMORenderVideo": RenderVideo,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,4 +34,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "EMOSampler": "EMO Sampler",
     "EMOExtendWithMotionFrames": "Extend With Motion Frames",
     "EMOAudioFrameInfo": "Audio Frame Info",
+    "EMORenderVideo": "EMO Render Video",
 }
