@@ -23,17 +23,25 @@ from torch import nn
 from .config import EMOConfig
 
 
-def normalize_waveform(wave: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance, as wav2vec2's feature extractor does. wave: (T,) -> (T,)."""
-    return (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
+def normalize_waveform(wave: torch.Tensor, stats: tuple[float, float] | None = None) -> torch.Tensor:
+    """Zero mean, unit variance, as wav2vec2's feature extractor does. wave: (T,) -> (T,).
+
+    stats: (mean, variance) to use instead of ``wave``'s own (a window of a longer audio is normalised
+    with the whole audio's, so every window hears the same loudness)."""
+    if stats is None:
+        return (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
+    mean, var = stats
+    return (wave - mean) / float(np.sqrt(var + 1e-7))
 
 
 @torch.no_grad()
-def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_frames: int) -> torch.Tensor:
-    """All transformer-layer outputs of wav2vec2, one row per video frame.
+def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_frames: int,
+                   stats: tuple[float, float] | None = None) -> torch.Tensor:
+    """All transformer-layer outputs of wav2vec2, one row per video frame, in one pass.
 
     wave: (T,) mono at the encoder's sample rate (16 kHz) -> (num_frames, L, C), float32 on wav2vec2's
-    device. Works with transformers 4.x and 5.x (the encoder layers are run one by one).
+    device. stats: see :func:`normalize_waveform`. Works with transformers 4.x and 5.x (the encoder
+    layers are run one by one). Long audio is encoded in windows (:mod:`emo_models.audio_encoding`).
     """
     if num_frames < 1:
         raise ValueError(f"audio: {num_frames} video frames requested; the clip is too short for one frame")
@@ -41,7 +49,7 @@ def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_fra
     wave = torch.as_tensor(np.asarray(wave, dtype=np.float32)).to(param.device)
     if wave.numel() < 400:
         raise ValueError(f"audio: {wave.numel()} samples is too short for wav2vec2; give at least 25 ms at 16 kHz")
-    x = normalize_waveform(wave)[None].to(param.dtype)
+    x = normalize_waveform(wave, stats)[None].to(param.dtype)
     cnn = wav2vec2.feature_extractor(x)  # (1, C_cnn, T50)
     cnn = F.interpolate(cnn.float(), size=num_frames, mode="linear", align_corners=True).to(param.dtype)
     hidden, _ = wav2vec2.feature_projection(cnn.transpose(1, 2))
@@ -58,6 +66,16 @@ def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_fra
     if stable:
         layers[-1] = encoder.layer_norm(layers[-1])
     return torch.stack(layers, dim=2)[0].float()
+
+
+def conv_geometry(wav2vec2: nn.Module) -> tuple[int, int]:
+    """(stride, receptive field) in samples of wav2vec2's convolutional feature extractor (320, 400 for base)."""
+    config = wav2vec2.config
+    stride, field = 1, 1
+    for kernel, step in zip(config.conv_kernel, config.conv_stride):
+        field += (kernel - 1) * stride
+        stride *= step
+    return stride, field
 
 
 def audio_windows(features: torch.Tensor, window: int) -> torch.Tensor:

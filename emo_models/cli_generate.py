@@ -65,7 +65,10 @@ def run_generate(args) -> int:
 
     Everything checkable is checked before the model loads (the output path, container and encoder, the
     device, the inputs) or before the first denoising step (the settings against the model's config).
+    Memory stays flat with the audio's length: the audio is encoded as the clips ask for it, each clip's
+    frames are written as they are decoded, the soundtrack is muxed piece by piece beside them.
     """
+    import math
     import time
 
     import torch
@@ -90,24 +93,23 @@ def run_generate(args) -> int:
     print(checkpoint_report(args.checkpoint, pipeline, reports))
     settings = render_settings(pipeline.config, args)
     width, height = check_frame_size(pipeline.config, args.width, args.height, flag)
-    bar = tqdm(total=None, unit="step", desc="EMO")
-
-    def on_step(done, total, _latents):
-        bar.total = total
-        bar.update(done - bar.n)
-
+    bar = tqdm(total=None, unit="frame", desc="EMO")
     try:
         heard = vocals_to_hear(waveform, rate, args.isolate_vocals, args.checkpoint, name=f"audio {args.audio}")
         audio, clips = animate(pipeline, image, heard, rate, settings, crop=args.crop, face_box=face_box,
-                               width=width, height=height, fps=args.fps, audio_name=f"audio {args.audio}",
-                               on_step=on_step)
+                               width=width, height=height, fps=args.fps, audio_name=f"audio {args.audio}")
+        count = math.ceil(audio.frames / settings.frames_per_clip)
+        bar.reset(total=audio.frames)
+        bar.set_postfix_str(f"clip 0/{count}")
         # the soundtrack is the song as given, not the vocals the model heard
         with VideoWriter(out, audio.fps, audio=waveform, sample_rate=rate, force=args.force, option="--out") as video:
-            for clip in clips:
+            for clip in clips:  # frames written and time left on the bar; nothing but this clip is held
                 frames = clip.frames
                 if args.upscale > 1:
                     frames = torch.nn.functional.interpolate(frames, scale_factor=args.upscale, mode="nearest")
                 video.write(frames.permute(0, 2, 3, 1))
+                bar.set_postfix_str(f"clip {clip.index + 1}/{count}", refresh=False)
+                bar.update(clip.frames.shape[0])
     finally:
         bar.close()
     print(f"wrote {out}: {audio.frames} frames at {audio.fps:g} fps, {width * args.upscale}x{height * args.upscale}, "

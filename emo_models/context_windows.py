@@ -51,7 +51,7 @@ def render_context_windows(pipeline: EMOPipeline, reference: ReferenceEncoding, 
     branches = settings.guidance.branches(settings.uncond_drops)
     condition = ClipCondition(reference={k: x.to(device, dtype) for k, x in reference.features.items()},
                               face=model.encode_face(face_mask.to(device, dtype)))
-    tokens = model.encode_audio(audio.windows[None].to(device, dtype))  # (1, F, K, D)
+    tokens = model.encode_audio(audio.windows(0, total)[None].to(device, dtype))  # (1, F, K, D)
     speed = model.encode_speed(speed_per_frame(settings.speed, total)[None].to(device))  # (1, F, k, c_s)
     scheduler = make_scheduler(pipeline.config.scheduler, settings.scheduler, settings.steps)
     latents = start_latents(settings, scheduler, 0, (1, total, c, h, w), initial_noise).to(device, dtype)

@@ -107,6 +107,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     return resample(data.mean(axis=0), rate, sample_rate)
 
 
+def all_finite(wave: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """True when no sample of (..., T) ``wave`` is NaN or inf, checked in chunks (no whole-audio temporary)."""
+    return all(np.isfinite(wave[..., i:i + chunk]).all() for i in range(0, wave.shape[-1], chunk))
+
+
 def prepare_waveform(
     waveform: np.ndarray | torch.Tensor, sample_rate: int, target_rate: int = 16000, name: str = "audio"
 ) -> np.ndarray:

@@ -102,26 +102,30 @@ def _even(frame: np.ndarray) -> np.ndarray:
 
 
 def _audio_for_video(audio, sample_rate: int) -> tuple[np.ndarray, int, str]:
-    """Audio to mux: (C, T) float32 in [-1, 1] with C in {1, 2}, an AAC sample rate and a layout."""
+    """Audio to mux: (C, T) float32 (the caller's array, not a copy, when it is float32 at an AAC rate), an
+    AAC sample rate and a layout: stereo for 2 channels, else mono (:func:`_audio_piece` mixes more)."""
+    from .media_audio import all_finite
+
     if sample_rate is None or sample_rate <= 0:
         raise ValueError(f"audio: sample rate {sample_rate} must be positive (e.g. 16000)")
     wave = channels_first(audio, "audio")
-    if not np.isfinite(wave).all():
+    if not all_finite(wave):
         raise ValueError("audio: contains NaN or inf samples; re-decode the clip")
-    if wave.shape[0] > 2:
-        wave = wave.mean(axis=0, keepdims=True)
     if sample_rate not in av.codec.Codec("aac", "w").audio_rates:
         wave, sample_rate = resample(wave, int(sample_rate), 48000), 48000
-    layout = "mono" if wave.shape[0] == 1 else "stereo"
-    return np.ascontiguousarray(np.clip(wave, -1.0, 1.0), dtype=np.float32), int(sample_rate), layout
+    return wave, int(sample_rate), "stereo" if wave.shape[0] == 2 else "mono"
 
 
 def _audio_piece(audio: np.ndarray, start: int, end: int, layout: str, sample_rate: int) -> av.AudioFrame:
-    """Samples [start, end) of (C, T) audio as one encoder input frame, zero-padded past the end."""
+    """Samples [start, end) of (C, T) audio as one encoder input frame: more than 2 channels mixed to one,
+    clipped to [-1, 1], zero-padded past the end. Only this piece is copied, so the soundtrack streams."""
     chunk = audio[:, start:end]
+    if layout == "mono" and chunk.shape[0] > 1:
+        chunk = chunk.mean(axis=0, keepdims=True)
+    chunk = np.clip(chunk, -1.0, 1.0)
     if chunk.shape[1] < end - start:
         chunk = np.pad(chunk, ((0, 0), (0, end - start - chunk.shape[1])))
-    piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+    piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk, dtype=np.float32), format="fltp", layout=layout)
     piece.sample_rate = sample_rate
     piece.pts = start
     piece.time_base = Fraction(1, sample_rate)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .audio import encode_audio_windows
+from .audio_encoding import AudioEncoding, HeldWindows, encode_audio
 from .config import EMOConfig
 from .media_audio import frame_count, prepare_waveform
 from .model import EMOModel
@@ -31,27 +32,6 @@ class ReferenceEncoding:
     latent: torch.Tensor
     features: dict[str, torch.Tensor]
     image: torch.Tensor  # (1, 3, H, W) in [0, 1], at the model's size
-
-
-@dataclass(frozen=True)
-class AudioEncoding:
-    """Audio features at the video frame rate. windows: (F, 2m+1, L, C); fps; seconds of audio; frames = F."""
-
-    windows: torch.Tensor
-    fps: float
-    seconds: float
-
-    @property
-    def frames(self) -> int:
-        """F: the frames this audio gives (:func:`~emo_models.media_audio.frame_count`)."""
-        return int(self.windows.shape[0])
-
-    def span(self, start: int, stop: int) -> AudioEncoding:
-        """Frames [start, stop) of this encoding (their windows keep the context of the whole audio)."""
-        windows = self.windows[start:stop]
-        if windows.shape[0] == 0:
-            raise ValueError(f"audio span: frames {start}..{stop} hold nothing of the {self.frames} frames")
-        return AudioEncoding(windows, self.fps, windows.shape[0] / self.fps)
 
 
 class EMOPipeline:
@@ -108,16 +88,21 @@ class EMOPipeline:
 
     @torch.no_grad()
     def encode_audio(self, waveform, sample_rate: int, *, fps: float | None = None, name: str = "audio") -> AudioEncoding:
-        """waveform: (T,), (C, T) or (B, C, T) at ``sample_rate``, as decoded -> windows (F, 2m+1, L, C).
+        """waveform: (T,), (C, T) or (B, C, T) at ``sample_rate``, as decoded -> its AudioEncoding, F frames
+        whose windows (k, 2m+1, L, C) are given span by span.
 
         F is :meth:`count_frames` of the waveform as given (before mixing and resampling to the encoder's
-        rate); fps: default the checkpoint's. ``name`` labels errors.
+        rate); fps: default the checkpoint's. ``name`` labels errors. Audio longer than
+        :data:`~emo_models.audio_encoding.ONE_PASS_SECONDS` is encoded in windows as the clips ask for them.
         """
         wave = prepare_waveform(waveform, sample_rate, self.config.audio_sample_rate, name=name)
         samples = int(np.shape(waveform)[-1])  # counted as given (prepare_waveform accepted its layout)
         frames, fps = self.count_frames(samples, sample_rate, fps)
-        windows = encode_audio_windows(self.config, self.audio_encoder, wave, fps, frames)
-        return AudioEncoding(windows, fps, samples / sample_rate)
+        if self.config.audio_encoder_type == "whisper":  # EchoMimic: windows of 50 Hz frames, held whole
+            windows = encode_audio_windows(self.config, self.audio_encoder, wave, fps, frames)
+            return AudioEncoding(HeldWindows(windows), self.config.audio_window, fps, samples / sample_rate)
+        return encode_audio(self.audio_encoder, wave, frames, fps, self.config.audio_window, samples / sample_rate,
+                            sample_rate=self.config.audio_sample_rate)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, slice_size: int = 4) -> torch.Tensor:

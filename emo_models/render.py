@@ -20,7 +20,7 @@ The policies of continuing a video live here and nowhere else:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -208,12 +208,13 @@ def _checked_mask(face_mask: torch.Tensor, reference: ReferenceEncoding) -> torc
     return face_mask
 
 
-def _clip_windows(windows: torch.Tensor, start: int, frames: int) -> torch.Tensor:
-    """Audio windows (F, ...) of frames [start, start + frames): a final partial clip repeats the last one."""
-    span = windows[start:start + frames]
+def _clip_windows(audio: AudioEncoding, start: int, frames: int) -> torch.Tensor:
+    """Audio windows (frames, 2m+1, L, C) of frames [start, start + frames): a final partial clip repeats the
+    last one. Only this span is asked of the encoding (long audio is encoded as its clips come)."""
+    span = audio.windows(start, min(start + frames, audio.frames))
     if span.shape[0] == frames:
         return span
-    return torch.cat([span, windows[-1:].expand(frames - span.shape[0], *windows.shape[1:])])
+    return torch.cat([span, span[-1:].expand(frames - span.shape[0], *span.shape[1:])])
 
 
 @torch.no_grad()
@@ -275,7 +276,7 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
             motion = model.zero_motion(1, h, w, device, dtype, frames=n) if n else None
         cond = ClipCondition(
             reference=condition.reference, face=condition.face, motion=motion,
-            audio_tokens=model.encode_audio(_clip_windows(audio.windows, clip * f, f)[None].to(device, dtype)),
+            audio_tokens=model.encode_audio(_clip_windows(audio, clip * f, f)[None].to(device, dtype)),
             speed_tokens=model.encode_speed(speeds[span][None].to(device)),
         )
         batch = model.guidance_batch(cond, [drops for _, drops in branches])
@@ -303,7 +304,12 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
 def render(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: AudioEncoding, face_mask: torch.Tensor,
            settings: RenderSettings, **kwargs) -> Rendered:
     """:func:`render_clips` collected: the whole video's frames and latents (kwargs as there)."""
-    clips = list(render_clips(pipeline, reference, audio, face_mask, settings, **kwargs))
+    return collect(render_clips(pipeline, reference, audio, face_mask, settings, **kwargs))
+
+
+def collect(clips: Iterable[RenderedClip]) -> Rendered:
+    """Clips -> one :class:`Rendered` (the whole video in memory: for short videos and graph work)."""
+    clips = list(clips)
     return Rendered(frames=torch.cat([c.frames for c in clips]), latents=torch.cat([c.latents for c in clips]))
 
 

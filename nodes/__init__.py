@@ -9,6 +9,7 @@ from .audio import AudioFeatures, AudioFrameInfo
 from .model_loader import LoadEMOModel
 from .reference import EncodeReference, FaceLocatorMask
 from .sampling import EMOSampler, ExtendWithMotionFrames, SpeedCondition
+from .video import RenderVideo
 from .vocals import IsolateVocals
 
 comfy_bridge.register_model_folders()
@@ -23,6 +24,7 @@ NODE_CLASS_MAPPINGS = {
     "EMOExtendWithMotionFrames": ExtendWithMotionFrames,
     "EMOAudioFrameInfo": AudioFrameInfo,
     "EMOIsolateVocals": IsolateVocals,
+    "EMORenderVideo": RenderVideo,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -35,4 +37,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "EMOExtendWithMotionFrames": "Extend With Motion Frames",
     "EMOAudioFrameInfo": "Audio Frame Info",
     "EMOIsolateVocals": "Isolate Vocals",
+    "EMORenderVideo": "EMO Render Video",
 }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from emo_models.options import OPTIONS, check_option
 
 from . import comfy_bridge
@@ -43,7 +41,7 @@ class AudioFeatures:
         span = trim_audio(waveform, rate, start, duration)
         label = f"audio ({start:g} s + {'rest' if duration == 0 else f'{duration:g} s'})"
         encoding = emo_model.loaded().encode_audio(span, rate, fps=OPTIONS["fps"].unset_to_none(fps, FPS_UNSET), name=label)
-        encoding = dataclasses.replace(encoding, windows=encoding.windows.to(comfy_bridge.intermediate_device()))
+        encoding = encoding.to(comfy_bridge.intermediate_device())
         return encoding, {"waveform": span, "sample_rate": rate}, encoding.frames, encoding.fps
 
 

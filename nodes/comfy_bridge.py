@@ -2,14 +2,16 @@
 
 Inside ComfyUI these call ``folder_paths``, ``comfy.model_management``, ``comfy.model_patcher`` and
 ``comfy.utils``. Without it (tests, scripts) they fall back to: a folder registry stub (``models/`` in
-the working directory, or ``$EMO_MODELS_DIR``), ``torch.device("cpu")``, a no-op progress bar and a
-module-level interrupt flag with ComfyUI's semantics.
+the working directory, or ``$EMO_MODELS_DIR``), ``torch.device("cpu")``, a no-op progress bar, a
+module-level interrupt flag with ComfyUI's semantics, the system temp folder and a file-backed VIDEO stand-in.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import threading
 
 import torch
@@ -217,3 +219,45 @@ def throw_exception_if_processing_interrupted() -> None:
     elif _interrupt.is_set():
         _interrupt.clear()
         raise InterruptProcessingException()
+
+
+# ---- files and videos ----------------------------------------------------------------------------
+def temp_directory() -> str:
+    """Where node-made files wait for a Save node: ComfyUI's temp folder (emptied at its start), else the
+    system's temp folder's ``emo-comfy``."""
+    folder = _folder_paths.get_temp_directory() if HAVE_COMFY else os.path.join(tempfile.gettempdir(), "emo-comfy")
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+class FileVideo:
+    """Stand-in for ComfyUI's ``VideoFromFile`` without ComfyUI: a video file on disk (the VIDEO it saves)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def get_stream_source(self) -> str:
+        return self.path
+
+    def get_dimensions(self) -> tuple[int, int]:
+        from emo_models.media import probe_video
+
+        info = probe_video(self.path)
+        return info["width"], info["height"]
+
+    def save_to(self, path: str, *args, **kwargs) -> None:
+        shutil.copyfile(self.path, path)
+
+
+def video_from_file(path: str):
+    """ComfyUI's file-backed VIDEO (``VideoFromFile``, what Save Video takes) of an mp4 on disk."""
+    if not HAVE_COMFY:
+        return FileVideo(path)
+    try:
+        from comfy_api.latest import InputImpl
+
+        return InputImpl.VideoFromFile(path)
+    except ImportError:  # cores before comfy_api.latest
+        from comfy_api.input_impl import VideoFromFile
+
+        return VideoFromFile(path)

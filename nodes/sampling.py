@@ -7,6 +7,7 @@ the pipeline before its next step and surfaces as ComfyUI's InterruptProcessingE
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -87,11 +88,12 @@ def render_settings(config, frames: int, *, steps, cfg, reference_cfg, audio_cfg
         label=lambda name: WIDGET_NAMES.get(name, name))
 
 
-def render_video(emo_model, reference, audio, *, face_mask=None, speed=None, previous_frames=None, **widgets):
-    """The one render path with ComfyUI's progress (a preview per step) and cancel -> Rendered (frames, latents)."""
+def render_clips(emo_model, reference, audio, *, face_mask=None, speed=None, previous_frames=None, **widgets):
+    """The one render path with ComfyUI's progress (a preview per step) and cancel -> (settings, the clips as
+    they render). A cancel raises GenerationCancelled from the iterator (:func:`cancelled` turns it into
+    ComfyUI's exception)."""
     from emo_models.face_region import locator_mask
-    from emo_models.pipeline import GenerationCancelled
-    from emo_models.render import render
+    from emo_models.render import render_clips as clips
 
     pipeline = emo_model.loaded()
     settings = render_settings(pipeline.config, audio.frames, speed=speed, **widgets)
@@ -103,13 +105,29 @@ def render_video(emo_model, reference, audio, *, face_mask=None, speed=None, pre
     def on_step(done, total, latents):
         bar.update_absolute(done, total, ("JPEG", latent_preview(latents[0]), PREVIEW_SIZE))
 
+    return settings, clips(pipeline, reference.to(pipeline.device, pipeline.dtype).encoding, audio, region, settings,
+                           previous_frames=previous_frames, on_step=on_step,
+                           should_stop=comfy_bridge.processing_interrupted)
+
+
+@contextlib.contextmanager
+def cancelled():
+    """Turn the render path's GenerationCancelled into ComfyUI's InterruptProcessingException."""
+    from emo_models.pipeline import GenerationCancelled
+
     try:
-        return render(pipeline, reference.to(pipeline.device, pipeline.dtype).encoding, audio, region, settings,
-                      previous_frames=previous_frames, on_step=on_step,
-                      should_stop=comfy_bridge.processing_interrupted)
+        yield
     except GenerationCancelled:
         comfy_bridge.throw_exception_if_processing_interrupted()
         raise
+
+
+def render_video(emo_model, reference, audio, **kwargs):
+    """:func:`render_clips` collected -> Rendered (frames, latents) (kwargs as there)."""
+    from emo_models.render import collect
+
+    with cancelled():
+        return collect(render_clips(emo_model, reference, audio, **kwargs)[1])
 
 
 class SpeedCondition:

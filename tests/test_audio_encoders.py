@@ -52,8 +52,9 @@ def test_each_layout_assembles_with_the_projection_sized_from_its_layers_and_wid
     assert pipeline.config.audio_encoder.get("do_stable_layer_norm", False) == fields.get("do_stable_layer_norm", False)
     assert pipeline.model.audio_projection.proj1.in_features == 5 * layers * width
     audio = pipeline.encode_audio(speech_wave, pipeline.config.audio_sample_rate, fps=25.0)
-    assert audio.windows.shape == (30, 5, layers, width)
-    tokens = pipeline.model.audio_projection(audio.windows)
+    windows = audio.windows(0, audio.frames)
+    assert windows.shape == (30, 5, layers, width)
+    tokens = pipeline.model.audio_projection(windows)
     assert tokens.shape == (30, pipeline.config.audio_tokens, pipeline.config.cross_attention_dim)
 
 
