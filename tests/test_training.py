@@ -155,8 +155,9 @@ def test_each_stage_trains_its_groups_and_leaves_everything_else_bit_identical(w
 
 
 def test_resume_after_interruption_reproduces_the_uninterrupted_run_exactly(workspace):
+    """With every per-sample draw on: condition cases, first clips, noisy round-tripped motion frames."""
     init, data = workspace / "init", workspace / "data"
-    options = dict(steps=4, ema=0.99, **FAST)
+    options = dict(steps=4, ema=0.99, drop_both=0.3, first_clip=0.3, motion_noise=0.1, motion_round_trip=True, **FAST)
     whole = train(2, data, init, workspace / "whole", **options)
 
     class Interrupted(Exception):
