@@ -114,7 +114,7 @@ def main(argv=None) -> int:
 
     vae_err = np.mean([identity_track(reconstruct(pipeline.vae, c.frames[:1]), c)[0] for c in clips])
     print(f"VAE round trip of {Path(DEMO_PORTRAIT).name}: "
-          f"{vae_round_trip(pipeline.vae, np.asarray(Image.open(DEMO_PORTRAIT).convert('RGB')))}; "
+          f"{vae_round_trip(pipeline.vae, np.array(Image.open(DEMO_PORTRAIT).convert('RGB')))}; "
           f"identity err of the {len(clips)} references after the round trip {vae_err:.3f}", flush=True)
 
     lip, shuffled, identity, truth_lip = [], [], [], []
