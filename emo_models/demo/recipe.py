@@ -52,8 +52,12 @@ class DemoRecipe:
     warmup: int = 20
     face_weight: float = 2.0
     lip_weight: float = 10.0
-    drop_reference: float = 0.05
+    drop_both: float = 0.1
     drop_audio: float = 0.1
+    drop_reference: float = 0.0
+    first_clip: float = 0.15
+    motion_noise: float = 0.3
+    motion_round_trip: bool = True
     threads: int = 2
 
     def steps(self, planned: int) -> int:
@@ -166,7 +170,9 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
         with _timed(run, f"stage{stage}", log):
             result = train(stage, data, previous, out / f"stage{stage}", steps=recipe.steps(planned),
                            batch_size=batch, lr=recipe.lr, lr_warmup_steps=recipe.warmup, seed=seed, save_every=0,
-                           resume=False, drop_reference=recipe.drop_reference, drop_audio=recipe.drop_audio,
+                           resume=False, drop_both=recipe.drop_both, drop_audio=recipe.drop_audio,
+                           drop_reference=recipe.drop_reference, first_clip=recipe.first_clip,
+                           motion_noise=recipe.motion_noise, motion_round_trip=recipe.motion_round_trip,
                            face_weight=recipe.face_weight, lip_weight=recipe.lip_weight, cpu=True,
                            progress_bar=False, log_every=25)
         losses = [result.losses[k] for k in sorted(result.losses)]
