@@ -56,7 +56,7 @@ class DemoRecipe:
     drop_audio: float = 0.1
     drop_reference: float = 0.0
     first_clip: float = 0.15
-    motion_noise: float = 0.3
+    motion_noise: float = 0.5
     motion_round_trip: bool = True
     threads: int = 2
 
