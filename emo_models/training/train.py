@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..preset import GenerationPreset
 from .conditions import ConditionCases
 from .dataset import ClipDataset, missing_audio_features, write_audio_features
 from .stages import describe_counts, get_stage, mark_trainable, parameter_counts
@@ -89,10 +90,12 @@ class TrainOptions:
             raise ValueError(f"ema: {self.ema}; give a decay in (0, 1), e.g. 0.9999, or None for no EMA")
         self.cases()  # checks the probabilities
 
-    def cases(self) -> ConditionCases:
-        """The per-sample condition and motion-frame cases these options ask for."""
-        return ConditionCases(drop_reference=self.drop_reference, drop_audio=self.drop_audio,
-                              drop_both=self.drop_both, first_clip=self.first_clip, motion_noise=self.motion_noise)
+    def cases(self, preset: GenerationPreset | None = None) -> ConditionCases:
+        """The per-sample condition and motion-frame cases these options ask for, for a checkpoint sampled
+        with ``preset`` (its ``uncond_drops`` and ``first_clip_motion``; None: the EMO defaults)."""
+        return ConditionCases.for_preset(preset or GenerationPreset(), drop_reference=self.drop_reference,
+                                         drop_audio=self.drop_audio, drop_both=self.drop_both,
+                                         first_clip=self.first_clip, motion_noise=self.motion_noise)
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ def _run(accelerator, stage, data: Path, init, out: Path, opts: TrainOptions) ->
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=opts.num_workers)
     noise_scheduler = DDPMScheduler.from_config(config.scheduler)
     global_batch = opts.batch_size * processes
-    cases = opts.cases()
+    cases = opts.cases(config.generation)  # the branches and the first clip this checkpoint is sampled with
     n = stage.motion_frames(config)
     round_trip = (lambda z: pipeline.vae_encode(pipeline.decode(z))) if opts.motion_round_trip else None
     state = {"stage": stage.number, "seed": opts.seed, "batch_size": opts.batch_size, "processes": processes,

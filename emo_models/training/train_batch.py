@@ -5,9 +5,9 @@
   slice. So a step's samples do not depend on how many processes share them, or on a resume.
 - :func:`sample_randomness`: timestep, noise, condition case and motion-frame noise of one sample
   (:mod:`.conditions`), drawn from a generator seeded by (seed, step, position) — never from global RNG state.
-- :class:`StageDenoiser`: the module DDP wraps; ``EMOModel``'s training forward plus per-video condition
-  dropout for classifier-free guidance (no reference = self-attention only, no audio = zero tokens,
-  exactly the pipeline's unconditional branches).
+- :class:`StageDenoiser`: the module DDP wraps; ``EMOModel``'s training forward plus per-video removal of
+  conditions for classifier-free guidance through ``EMOModel.drop_conditions``, the method that builds
+  the pipeline's guidance branches.
 - :func:`diffusion_loss`: MSE at random timesteps of the config's DDPM schedule, against the target its
   ``prediction_type`` names (epsilon as SD-1.5; v_prediction or sample for models trained from scratch).
 """
@@ -88,11 +88,13 @@ def target_audio_windows(features: torch.Tensor, window: int, motion_frames: int
 
 
 class StageDenoiser(nn.Module):
-    """EMOModel's training forward with per-video dropout of the reference and audio conditions.
+    """EMOModel's training forward with per-video removal of conditions for classifier-free guidance.
 
     latents (v, f, 4, h, w); reference_latents (v, 4, h, w); audio_windows (v, f, 2m+1, L, C) or None;
     speed (v, f) or None; face_mask (v, 1, H, W); motion_latents (v, n, 4, h, w) or None;
-    keep_reference, keep_audio: (v,) bool -> predicted noise (v, f, 4, h, w)
+    dropped: condition name -> (v,) bool, removed by :meth:`EMOModel.drop_conditions` exactly as inference
+    builds its guidance branches; zero_motion: (v,) bool, videos given no motion context (as
+    :meth:`EMOModel.zero_motion`) -> predicted noise (v, f, 4, h, w)
     """
 
     def __init__(self, model: EMOModel, stage: Stage):
@@ -100,22 +102,22 @@ class StageDenoiser(nn.Module):
         self.model, self.stage = model, stage
 
     def forward(self, latents, timestep, reference_latents, face_mask, audio_windows=None, speed=None,
-                motion_latents=None, keep_reference=None, keep_audio=None) -> torch.Tensor:
+                motion_latents=None, dropped=None, zero_motion=None) -> torch.Tensor:
         model, video = self.model, self.stage.video
-        audio = None
-        if audio_windows is not None:
-            audio = model.encode_audio(audio_windows)
-            if keep_audio is not None:
-                audio = audio * keep_audio.to(audio.dtype)[:, None, None, None]
+        motion = model.encode_motion(motion_latents) if video and motion_latents is not None else None
+        if motion is not None and zero_motion is not None:
+            keep = (~zero_motion).reshape(-1, 1, 1, 1, 1)
+            motion = {k: x * keep.to(x.dtype) for k, x in motion.items()}
         cond = ClipCondition(
             reference=model.encode_reference(reference_latents),
-            motion=model.encode_motion(motion_latents) if video and motion_latents is not None else None,
-            audio_tokens=audio,
+            motion=motion,
+            audio_tokens=model.encode_audio(audio_windows) if audio_windows is not None else None,
             speed_tokens=model.encode_speed(speed) if video and speed is not None else None,
             face=model.encode_face(face_mask),
-            use_reference=keep_reference,
             temporal=video,
         )
+        if dropped:
+            cond = model.drop_conditions(cond, dropped)
         return model.denoise(latents, timestep, cond)
 
 
@@ -201,12 +203,12 @@ def diffusion_loss(denoiser: nn.Module, noise_scheduler, inputs: dict[str, torch
     timesteps = randomness["timesteps"].to(device)
     noisy = noise_scheduler.add_noise(target, noise, timesteps)
     inputs = cases.motion_inputs(inputs, randomness)
-    keep_reference, keep_audio = cases.keep(randomness["uniform"][:, CONDITION].to(device),
-                                            audio=inputs["audio_windows"] is not None)
+    available = ("reference", "face") + (("audio",) if inputs["audio_windows"] is not None else ())
     prediction = denoiser(
         noisy, timesteps, inputs["reference_latents"], inputs["face_mask"],
         audio_windows=inputs["audio_windows"], speed=inputs["speed"], motion_latents=inputs["motion_latents"],
-        keep_reference=keep_reference, keep_audio=keep_audio,
+        dropped=cases.dropped(randomness["uniform"][:, CONDITION].to(device), available) or None,
+        zero_motion=inputs.get("zero_motion"),
     )
     error = (prediction.float() - prediction_target(noise_scheduler, target, noise, timesteps).float()).square()
     weights = latent_loss_weights(inputs["face_mask"], tuple(target.shape[-2:]), face_weight, lip_weight)
