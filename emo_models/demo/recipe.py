@@ -15,8 +15,11 @@ cores instead of days of GPUs:
 - the loss weighs the face box 2x and its lip region 10x (Hallo-style region weighting): the lips are
   about 5% of the latent and would otherwise be the last thing the model learns;
 - the ReferenceNet starts as a copy of the backbone, as both start from SD-1.5 in the paper;
-- audio is dropped for 10% of training samples (the paper's family uses ~5%), so audio guidance at
-  sampling time has an unconditional branch worth contrasting with.
+- 10% of samples train the unconditional case and 10% the reference-only one (exclusive cases; the
+  paper's family drops ~5% each, independently), so audio guidance has a branch worth contrasting with;
+- against drift over long videos: 15% of video samples are first clips (motion frames = the reference
+  repeated, the checkpoint's policy), and continuing motion frames go through the VAE and back with
+  noise up to 0.5, as generation re-encodes its own decoded frames (:mod:`..training.conditions`).
 """
 
 from __future__ import annotations
