@@ -15,8 +15,11 @@ cores instead of days of GPUs:
 - the loss weighs the face box 2x and its lip region 10x (Hallo-style region weighting): the lips are
   about 5% of the latent and would otherwise be the last thing the model learns;
 - the ReferenceNet starts as a copy of the backbone, as both start from SD-1.5 in the paper;
-- audio is dropped for 10% of training samples (the paper's family uses ~5%), so audio guidance at
-  sampling time has an unconditional branch worth contrasting with.
+- 10% of samples train the unconditional case and 10% the reference-only one (exclusive cases; the
+  paper's family drops ~5% each, independently), so audio guidance has a branch worth contrasting with;
+- against drift over long videos: 15% of video samples are first clips (motion frames = the reference
+  repeated, the checkpoint's policy), and continuing motion frames go through the VAE and back with
+  noise up to 0.5, as generation re-encodes its own decoded frames (:mod:`..training.conditions`).
 """
 
 from __future__ import annotations
@@ -52,8 +55,12 @@ class DemoRecipe:
     warmup: int = 20
     face_weight: float = 2.0
     lip_weight: float = 10.0
-    drop_reference: float = 0.05
+    drop_both: float = 0.1
     drop_audio: float = 0.1
+    drop_reference: float = 0.0
+    first_clip: float = 0.15
+    motion_noise: float = 0.5
+    motion_round_trip: bool = True
     threads: int = 2
 
     def steps(self, planned: int) -> int:
@@ -172,7 +179,9 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
         with _timed(run, f"stage{stage}", log):
             result = train(stage, data, previous, out / f"stage{stage}", steps=recipe.steps(planned),
                            batch_size=batch, lr=recipe.lr, lr_warmup_steps=recipe.warmup, seed=seed, save_every=0,
-                           resume=False, drop_reference=recipe.drop_reference, drop_audio=recipe.drop_audio,
+                           resume=False, drop_both=recipe.drop_both, drop_audio=recipe.drop_audio,
+                           drop_reference=recipe.drop_reference, first_clip=recipe.first_clip,
+                           motion_noise=recipe.motion_noise, motion_round_trip=recipe.motion_round_trip,
                            face_weight=recipe.face_weight, lip_weight=recipe.lip_weight, cpu=True,
                            progress_bar=False, log_every=25)
         losses = [result.losses[k] for k in sorted(result.losses)]
