@@ -229,6 +229,9 @@ def _check_field(source: str, name: str, value: Any) -> None:
     elif kind == "float":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
             refuse("a positive number")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            refuse("true or false")
     elif not (isinstance(value, list) and value
               and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
         refuse("a list of positive whole numbers")
