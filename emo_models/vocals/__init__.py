@@ -189,11 +189,11 @@ def isolate_vocals(waveform, sample_rate: int, method: str | Path = BUILTIN, *, 
     method: ``"built-in"`` or a model file (see :func:`load_separator`). Refuses silence, NaN/inf, and
     input with no voice in it (music only: vocals more than 11 dB under the mix), naming ``name``.
     """
-    from ..media_audio import SILENCE_PEAK, _as_channels_first
+    from ..validation import SILENCE_PEAK, channels_first
 
     if sample_rate is None or sample_rate <= 0:
         raise ValueError(f"{name}: sample rate {sample_rate} must be positive (e.g. 44100)")
-    wave = _as_channels_first(waveform, name)
+    wave = channels_first(waveform, name)
     if wave.shape[-1] == 0:
         raise ValueError(f"{name}: empty (0 samples); give a clip with singing or speech")
     if not np.isfinite(wave).all():
