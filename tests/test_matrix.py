@@ -477,7 +477,7 @@ def test_the_sampler_node_refuses_values_outside_the_table_naming_the_widget(wid
 
 # ---- 8. signals at each phase of a generation -------------------------------------------------------
 PHASES = {  # phase -> (object, attribute) whose call the signal interrupts
-    "audio features": ("emo_models.pipeline", "audio_features"),
+    "audio features": ("emo_models.audio_encoding", "audio_features"),
     "reference encode": ("emo_models.pipeline.EMOPipeline", "encode_reference"),
     "a clip": ("emo_models.model.EMOModel", "denoise"),
     "decode": ("emo_models.pipeline.EMOPipeline", "decode"),
