@@ -136,7 +136,7 @@ def test_importing_the_pack_loads_no_model_code():
             "if n in sys.modules]; print(len(m.NODE_CLASS_MAPPINGS), heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["9", "[]"]
+    assert out.stdout.split() == ["10", "[]"]
 
 
 def test_every_node_declares_category_types_defaults_and_tooltips(models_dir):
