@@ -19,13 +19,6 @@ def exit_code(argv) -> int:
         return stop.code
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    assert main(["init", "--config", "tiny", "--out", str(folder)]) == 0
-    return folder
-
-
 def _photo(path, mode, size):
     from skimage import data
 

@@ -12,13 +12,6 @@ from emo_models.demo.synthetic_band import mix_voice, synthetic_band
 from tests.separation_files import write_mdx_onnx, write_model_data
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    assert main(["init", "--config", "tiny", "--out", str(folder)]) == 0
-    return folder
-
-
 @pytest.fixture
 def song(tmp_path):
     """A held-out demo voice over the synthetic band at 0 dB: 1 s stereo wav at 16 kHz, and the voice."""

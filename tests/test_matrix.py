@@ -35,14 +35,6 @@ def listing(folder) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """The tiny random checkpoint, written by ``init`` as a user would."""
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    assert main(["init", "--config", "tiny", "--out", str(folder)]) == 0
-    return folder
-
-
 @pytest.fixture
 def inputs(tmp_path):
     """A 64x64 portrait and 0.3 s of speech in tmp_path/in; outputs go to tmp_path/out."""
