@@ -267,3 +267,26 @@ def test_convert_keeps_the_precision_the_release_stores(tmp_path):
     assert stored == {**{name: {"F16"} for name in stored}, "vae": {"F32"}}, stored
     assert {"temporal", "audio_encoder", "speed_encoder"} <= set(stored)
 
+
+def test_inspect_reads_a_converted_folder_with_the_layout_its_config_builds(tmp_path):
+    from emo_models.loading import convert_release
+    from emo_models.weights.inspect import describe
+
+    write_fp16_release(tmp_path / "rel")
+    convert_release("echomimic", tmp_path / "rel", tmp_path / "native")
+    text = describe(tmp_path / "native")
+    lines = {line.split(":")[0].strip(): line for line in text.splitlines()}
+    assert "config: echomimic" in text
+    assert "without cross-attention and output layers (as the config builds it)" in text
+    reference = text.split("reference_net:")[1].split("\n")[1]
+    assert " 0 missing, 0 unexpected" in reference  # its absent attn2/norm2/conv_out are not "missing"
+    assert "none (this config reads the audio features raw)" in lines["audio_projection"]
+    audio = text.split("audio_encoder:")[1].splitlines()
+    assert "(float16)" in audio[0]
+    assert audio[1].strip().startswith("Whisper custom encoder: 1 layer, width 384, 6 heads, 80 mel bins")
+    assert "WhisperEncoder: 22/22 keys match, 0 missing, 0 unexpected" in audio[2]
+    assert "Wav2Vec2" not in text
+    single = describe(tmp_path / "native" / "audio_encoder.safetensors")
+    assert single.splitlines()[0].endswith("Whisper encoder file (transformers keys)") and "1 layer, width 384" in single
+    openai = describe(tmp_path / "rel" / "audio_processor" / "whisper_tiny.pt")
+    assert "openai Whisper" in openai and "Whisper custom encoder: 1 layer" in openai
