@@ -170,6 +170,13 @@ def build_audio_encoder(config: EMOConfig) -> nn.Module:
     return build_wav2vec2(config)
 
 
+def settle_audio_encoder(encoder: nn.Module, config: EMOConfig) -> nn.Module:
+    """The audio encoder at the precision it computes in, whatever its weights were stored in: Whisper in
+    float32 (EchoMimic builds openai's model in float32 and copies the fp16 ``whisper_tiny.pt`` into it),
+    wav2vec2 as its file stores it. Every loader calls this once the weights are in."""
+    return encoder.float() if config.audio_encoder_type == "whisper" else encoder
+
+
 def encode_audio_windows(config: EMOConfig, encoder: nn.Module, wave: np.ndarray, fps: float,
                          frames: int) -> torch.Tensor:
     """Per-video-frame audio windows. wave: (T,) mono at ``config.audio_sample_rate`` -> (F, W, L, C).

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from .audio import build_audio_encoder
+from .audio import build_audio_encoder, settle_audio_encoder
 from .config import EMOConfig
 from .families import get_family, release_family
 from .model import EMOModel
@@ -78,6 +78,7 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
     meta = [n for n, p in pipeline.model.named_parameters() if p.is_meta]
     if meta:
         raise WeightsError(f"{folder}: parameters never loaded: {meta[:5]}")
+    settle_audio_encoder(pipeline.audio_encoder, config)
     pipeline.to(device=device, dtype=dtype)
     check_finite({name: module.state_dict() for name, module in components_of(pipeline).items()}, str(folder),
                  dtype=dtype)

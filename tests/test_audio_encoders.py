@@ -126,3 +126,29 @@ def test_inspect_names_what_it_found_and_the_projection_it_needs(tmp_path):
     assert "wav2vec2 custom: 4 layers, width 64, 1 head, stable layer norm (pre-norm), feature extractor norm 'layer'" in text
     assert "EMO audio features per frame: 5 x 4 x 64 (window x layers x width) = 1280 projection inputs" in text
     assert np.all([line.strip() for line in text.splitlines()])
+
+
+@pytest.mark.parametrize("fields,words", [
+    (dict(d_model=384, encoder_layers=4), "Whisper tiny encoder: 4 layers, width 384, 6 heads, 80 mel bins"),
+    (dict(d_model=512, encoder_layers=6), "Whisper base encoder: 6 layers, width 512, 8 heads"),
+    (dict(d_model=768, encoder_layers=12), "Whisper small encoder: 12 layers, width 768, 12 heads"),
+    (dict(d_model=1024, encoder_layers=24), "Whisper medium encoder: 24 layers, width 1024, 16 heads"),
+    (dict(d_model=1280, encoder_layers=32), "Whisper large encoder: 32 layers, width 1280, 20 heads, 80 mel bins"),
+    (dict(d_model=1280, encoder_layers=32, num_mel_bins=128), "Whisper large-v3 encoder: 32 layers"),
+    (dict(d_model=384, encoder_layers=1), "Whisper custom encoder: 1 layer, width 384"),
+])
+def test_whisper_sizes_are_named_from_width_and_depth(fields, words):
+    from emo_models.weights.whisper import whisper_variant
+
+    assert whisper_variant({"num_mel_bins": 80, "encoder_attention_heads": fields["d_model"] // 64, **fields}).startswith(words)
+    assert whisper_variant(fields).endswith(f"{fields['encoder_layers'] + 1} x {fields['d_model']} (embedding + "
+                                            f"{fields['encoder_layers']} layer{'s' * (fields['encoder_layers'] > 1)})")
+
+
+def test_inspect_of_a_native_checkpoint_names_its_wav2vec2(checkpoint):
+    from emo_models.weights.inspect import describe
+
+    config = tiny_config().audio_encoder
+    text = describe(checkpoint).split("audio_encoder:")[1]
+    assert f"wav2vec2 custom: {config['num_hidden_layers']} layers, width {config['hidden_size']}" in text
+    assert "vs Wav2Vec2Model" in text and " 0 missing, 0 unexpected" in text

@@ -225,18 +225,68 @@ def test_family_registry_names_echomimic_releases_and_files(tmp_path):
         get_family("emo2")
 
 
+def write_fp16_release(folder: Path) -> None:
+    """A small release whose every .pth is float16, as EchoMimic ships them (whisper_tiny.pt included)."""
+    write_echomimic_release(folder, small_echomimic_config(layers_per_block=1))
+    for path in folder.rglob("*.pt*"):
+        state = torch.load(path, weights_only=True)
+        half = lambda sd: {k: v.half() for k, v in sd.items()}  # noqa: E731
+        torch.save({**state, "model_state_dict": half(state["model_state_dict"])} if "dims" in state else half(state),
+                   path)
+
+
 def test_convert_writes_a_native_folder_that_renders_exactly_as_the_release(tmp_path):
     from emo_models.cli import main
 
-    write_echomimic_release(tmp_path / "rel", small_echomimic_config(layers_per_block=1))
-    for name in ("denoising_unet", "motion_module"):  # fp16 files, as EchoMimic ships them
-        path = tmp_path / "rel" / f"{name}.pth"
-        torch.save({k: v.half() for k, v in torch.load(path, weights_only=True).items()}, path)
+    write_fp16_release(tmp_path / "rel")
     assert main(["convert", "--from", "echomimic", str(tmp_path / "rel"), str(tmp_path / "native")]) == 0
     config = json.loads((tmp_path / "native" / "config.json").read_text())
     assert config["generation"]["sampler"] == "context_windows" and config["temporal_positions"] == "float16"
     image, wave = torch.rand(1, 3, 64, 64), torch.randn(8000).numpy() * 0.1
-    frames = [load_pipeline(tmp_path / folder)[0].generate(image, wave, 16000, steps=1, face_box=(16, 16, 48, 48))
-              for folder in ("rel", "native")]
+    pipelines = [load_pipeline(tmp_path / folder)[0] for folder in ("rel", "native")]
+    # Whisper computes in float32 from either folder, whatever precision its weights are stored in
+    assert [next(p.audio_encoder.parameters()).dtype for p in pipelines] == [torch.float32] * 2
+    frames = [p.generate(image, wave, 16000, steps=1, face_box=(16, 16, 48, 48)) for p in pipelines]
     assert torch.equal(frames[0], frames[1])
     assert main(["convert", "--from", "echomimic", str(tmp_path / "rel"), str(tmp_path / "acc"), "--variant", "acc"]) == 2
+
+
+def test_convert_keeps_the_precision_the_release_stores(tmp_path):
+    from safetensors import safe_open
+
+    from emo_models.loading import convert_release
+
+    write_fp16_release(tmp_path / "rel")
+    convert_release("echomimic", tmp_path / "rel", tmp_path / "native")
+    stored = {}
+    for path in sorted((tmp_path / "native").glob("*.safetensors")):
+        with safe_open(str(path), "pt") as f:
+            stored[path.stem] = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
+    # the .pth files' float16 throughout (temporal modules, Whisper, and the zero-initialised speed layers
+    # EchoMimic lacks), the VAE's diffusers folder's float32: each tensor as the release stores it
+    assert stored == {**{name: {"F16"} for name in stored}, "vae": {"F32"}}, stored
+    assert {"temporal", "audio_encoder", "speed_encoder"} <= set(stored)
+
+
+def test_inspect_reads_a_converted_folder_with_the_layout_its_config_builds(tmp_path):
+    from emo_models.loading import convert_release
+    from emo_models.weights.inspect import describe
+
+    write_fp16_release(tmp_path / "rel")
+    convert_release("echomimic", tmp_path / "rel", tmp_path / "native")
+    text = describe(tmp_path / "native")
+    lines = {line.split(":")[0].strip(): line for line in text.splitlines()}
+    assert "config: echomimic" in text
+    assert "without cross-attention and output layers (as the config builds it)" in text
+    reference = text.split("reference_net:")[1].split("\n")[1]
+    assert " 0 missing, 0 unexpected" in reference  # its absent attn2/norm2/conv_out are not "missing"
+    assert "none (this config reads the audio features raw)" in lines["audio_projection"]
+    audio = text.split("audio_encoder:")[1].splitlines()
+    assert "(float16)" in audio[0]
+    assert audio[1].strip().startswith("Whisper custom encoder: 1 layer, width 384, 6 heads, 80 mel bins")
+    assert "WhisperEncoder: 22/22 keys match, 0 missing, 0 unexpected" in audio[2]
+    assert "Wav2Vec2" not in text
+    single = describe(tmp_path / "native" / "audio_encoder.safetensors")
+    assert single.splitlines()[0].endswith("Whisper encoder file (transformers keys)") and "1 layer, width 384" in single
+    openai = describe(tmp_path / "rel" / "audio_processor" / "whisper_tiny.pt")
+    assert "openai Whisper" in openai and "Whisper custom encoder: 1 layer" in openai

@@ -89,3 +89,29 @@ def test_demo_takes_the_flag(tmp_path, heard, song, capsys):
     assert main(["demo", "--audio", str(path), "--out", str(tmp_path / "demo.mp4"), "--steps", "1",
                  "--isolate-vocals", "built-in"]) == 0
     assert "vocals isolated with built-in separation" in capsys.readouterr().out and len(heard) == 1
+
+
+def test_a_long_separation_shows_progress_and_ctrl_c_stops_it_within_a_chunk(checkpoint, tmp_path, capsys,
+                                                                           monkeypatch):
+    import signal
+
+    from emo_models import vocals
+
+    class Interrupted:  # a separator the user presses Ctrl-C during, on its second 30-s chunk
+        description, calls = "test separator", 0
+
+        def vocals(self, mix, sample_rate):
+            Interrupted.calls += 1
+            if Interrupted.calls == 2:
+                signal.raise_signal(signal.SIGINT)
+            return mix * 0.5
+
+    monkeypatch.setattr(vocals, "load_separator", lambda method: Interrupted())
+    voice = held_out_clip(2, seconds=1.0).audio
+    sf.write(tmp_path / "song.wav", np.tile(voice, 90), 16000)  # 90 s: chunks start at 0, 28, 56 and 84 s
+    out = tmp_path / "out" / "sung.mp4"
+    assert _generate(checkpoint, tmp_path / "song.wav", out, "--isolate-vocals", "built-in") == 130
+    err = capsys.readouterr().err
+    assert Interrupted.calls == 2  # the chunks after the one Ctrl-C came in were never separated
+    assert "isolating vocals: 30.0/90.0 s of audio" in err  # the bar after the first chunk
+    assert "interrupted (Ctrl-C): no partial output was left" in err and not out.parent.exists()

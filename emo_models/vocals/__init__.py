@@ -32,6 +32,7 @@ OVERLAP_SECONDS = 2.0
 PRESENCE_FRAME_SECONDS = 0.05
 NO_VOICE_DB = -11.0  # loudest 10 % of 50-ms frames: vocals this far below the mix = no voice found
 AUDIBLE_RMS = 1e-4  # frames of the mix quieter than this are not judged
+PROGRESS_FORMAT = "{desc}: {n:.1f}/{total:.1f} s of audio [{elapsed}<{remaining}]"
 
 
 class VocalSeparator(Protocol):
@@ -100,11 +101,23 @@ def resolve_method(method: str | Path | None, search: list[str | Path] = ()) -> 
 def vocals_to_hear(waveform, sample_rate: int, choice: str | Path | None, checkpoint: str | Path | None = None,
                    name: str = "audio", log: Callable[[str], None] = print):
     """What the model hears: ``waveform`` itself when ``choice`` is None, else its isolated vocals
-    (``choice``: ``auto``, ``built-in`` or a model path; ``auto`` searches ``checkpoint``). (C, T) -> (C, T)."""
+    (``choice``: ``auto``, ``built-in`` or a model path; ``auto`` searches ``checkpoint``). (C, T) -> (C, T).
+
+    A tqdm bar counts the seconds of audio separated, chunk by chunk; Ctrl-C (or SIGTERM, which the CLI
+    turns into the same) stops it within the chunk being separated.
+    """
     if choice is None:
         return waveform
-    result = isolate_vocals(waveform, sample_rate, resolve_method(choice, [checkpoint] if checkpoint else []),
-                            name=name)
+    from tqdm import tqdm
+
+    seconds = np.shape(waveform)[-1] / sample_rate
+    with tqdm(total=round(seconds, 1), unit="s", desc="isolating vocals", bar_format=PROGRESS_FORMAT) as bar:
+        def on_progress(done: int, total: int) -> None:
+            bar.n = round(done / sample_rate, 1)
+            bar.refresh()
+
+        result = isolate_vocals(waveform, sample_rate, resolve_method(choice, [checkpoint] if checkpoint else []),
+                                name=name, on_progress=on_progress)
     log(f"{name}: vocals isolated with {result.method} (the video keeps the original mix)")
     return result.vocals
 

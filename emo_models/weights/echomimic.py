@@ -136,8 +136,10 @@ def _check_positions(positions: dict[str, torch.Tensor], config, source: Path) -
 
 
 def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.device = "cpu",
-                   dtype: torch.dtype = torch.float32):
-    """An EchoMimic release folder -> ``(EMOPipeline, one LoadReport per component)``."""
+                   dtype: torch.dtype | None = torch.float32):
+    """An EchoMimic release folder -> ``(EMOPipeline, one LoadReport per component)``; dtype None keeps
+    the files' precisions (what ``convert`` writes)."""
+    from ..audio import settle_audio_encoder
     from ..loading import build_pipeline, components_of
     from ..speed import SpeedEncoder
     from ..temporal import TemporalModules, is_speed_parameter
@@ -145,8 +147,11 @@ def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.de
 
     config, state_dicts, release = read_release(folder, acc)
     pipeline = build_pipeline(config, empty=True)  # no random init of what the files replace
-    pipeline.model.temporal = TemporalModules(config)  # its speed layers are not in the files
-    pipeline.model.speed_encoder = SpeedEncoder(config)
+    # its speed layers are not in the files: zero-initialised (no effect), at the precision the motion
+    # modules are stored in, so that a conversion (dtype None) writes the release's precision throughout
+    stored = next(iter(state_dicts["temporal"].values())).dtype
+    pipeline.model.temporal = TemporalModules(config).to(stored)
+    pipeline.model.speed_encoder = SpeedEncoder(config).to(stored)
     parts = components_of(pipeline)
     reports = []
     for name, state_dict in state_dicts.items():
@@ -164,7 +169,8 @@ def load_echomimic(folder: str | Path, acc: bool = False, device: str | torch.de
     never_loaded = [n for part in parts.values() for n, p in part.named_parameters() if p.is_meta]
     if never_loaded:
         raise WeightsError(f"{folder}: parameters never loaded: {never_loaded[:5]}")
-    pipeline.audio_encoder.float()  # file dtype (often fp16) -> float32, as every audio encoder starts
+    if dtype is not None:  # None: a conversion, which keeps every stored precision
+        settle_audio_encoder(pipeline.audio_encoder, config)
     pipeline.to(device=device, dtype=dtype)
     return pipeline, reports
 

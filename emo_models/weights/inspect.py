@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import CONFIGS, EMOConfig
-from . import animatediff, echomimic, native, sd15, wav2vec2
+from . import animatediff, echomimic, native, sd15, wav2vec2, whisper
 from .safe_load import WeightsError, compare_keys, read_state_dict, short_list
 
 SD15_PARTS = {"unet": sd15.LDM_UNET_PREFIX, "vae": "first_stage_model.", "text encoder": "cond_stage_model.",
@@ -69,12 +69,9 @@ def _motion_lines(state_dict, config) -> list[str]:
 
 
 def _wav2vec2_shapes(config) -> dict[str, torch.Size]:
-    from accelerate import init_empty_weights
     from transformers import Wav2Vec2Model
 
-    with init_empty_weights():
-        model = Wav2Vec2Model(config)
-    return {k: v.shape for k, v in model.state_dict().items()}
+    return _meta_shapes(lambda: Wav2Vec2Model(config))
 
 
 def _wav2vec2_lines(path: Path) -> list[str]:
@@ -86,11 +83,32 @@ def _wav2vec2_lines(path: Path) -> list[str]:
             *compare_lines("vs transformers Wav2Vec2Model", _wav2vec2_shapes(config), state_dict)]
 
 
+def _meta_shapes(build: Callable[[], torch.nn.Module]) -> dict[str, torch.Size]:
+    """Key -> shape of the module ``build`` makes, built without allocating weights."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        return {k: v.shape for k, v in build().state_dict().items()}
+
+
+def _whisper_lines(state_dict: Mapping[str, torch.Tensor], indent: str = "  ") -> list[str]:
+    """Which Whisper encoder a file holds, and how its keys fit transformers' ``WhisperEncoder``."""
+    from ..whisper_audio import build_whisper_encoder
+
+    encoder = whisper.encoder_state_dict(dict(state_dict))
+    config = whisper.whisper_encoder_config(encoder)
+    return [f"{indent}{whisper.whisper_variant(config)}",
+            *compare_lines("encoder vs transformers WhisperEncoder", _meta_shapes(lambda: build_whisper_encoder(config)),
+                           encoder, indent=indent)]
+
+
 def _file_kind(state_dict: Mapping[str, torch.Tensor]) -> str:
     keys = list(state_dict)
     echomimic_file = echomimic.describe_echomimic_file(dict(state_dict))
     if echomimic_file:
         return echomimic_file
+    if whisper.looks_like_whisper(dict(state_dict)):
+        return "Whisper encoder file (transformers keys)"
     if any(".motion_modules." in k for k in keys):
         return "AnimateDiff motion module"
     if any(k.startswith(sd15.LDM_UNET_PREFIX) for k in keys):
@@ -129,6 +147,8 @@ def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]
         lines += _motion_lines(state_dict, config)
     elif kind == "wav2vec2 file":
         lines = _wav2vec2_lines(path)
+    elif "Whisper" in kind:
+        lines += _whisper_lines(state_dict)
     else:
         prefixes: dict[str, int] = {}
         for key in state_dict:
@@ -148,7 +168,8 @@ def _describe_native(path: Path) -> list[str]:
     files = {p.stem: p for p in sorted(path.glob("*.safetensors"))}
     for name in native.COMPONENTS:
         if name not in files:
-            lines.append(f"  {name}: absent")
+            raw = name == "audio_projection" and config is not None and config.audio_projection == "none"
+            lines.append(f"  {name}: " + ("none (this config reads the audio features raw)" if raw else "absent"))
             continue
         try:
             state_dict = read_state_dict(files[name], device="meta")
@@ -170,18 +191,28 @@ def _describe_native(path: Path) -> list[str]:
 
 def _component_lines(name: str, config: EMOConfig, state_dict) -> list[str]:
     """How one native component's keys compare with the layout ``config`` builds."""
-    if name in ("backbone", "reference_net"):
+    if name == "backbone":
         return compare_lines("vs stock UNet", sd15.unet_shapes(config.unet), state_dict, "extra (EMO layers)", "    ")
+    if name == "reference_net":
+        from ..model import build_reference_net
+
+        dropped = [part for part, kept in (("cross-attention", config.reference_net_attn2),
+                                           ("output layers", config.reference_net_conv_out)) if not kept]
+        label = "vs stock UNet" + (f" without {' and '.join(dropped)} (as the config builds it)" if dropped else "")
+        return compare_lines(label, _meta_shapes(lambda: build_reference_net(config)), state_dict, indent="    ")
     if name == "temporal":
         shapes = animatediff.motion_module_shapes(config.unet, with_pos_encoder=False)
         return compare_lines("vs AnimateDiff layout", shapes, state_dict, "extra (EMO layers)", "    ")
     if name == "vae":
         return compare_lines("vs AutoencoderKL", sd15.vae_shapes(config.vae), state_dict, indent="    ")
     if name == "audio_encoder":
+        if config.audio_encoder_type == "whisper":
+            return _whisper_lines(state_dict, indent="    ")
         from transformers import Wav2Vec2Config
 
-        shapes = _wav2vec2_shapes(Wav2Vec2Config(**config.audio_encoder))
-        return compare_lines("vs Wav2Vec2Model", shapes, state_dict, indent="    ")
+        wav2vec2_config = Wav2Vec2Config(**config.audio_encoder)
+        return [f"    {wav2vec2.wav2vec2_variant(wav2vec2_config)}",
+                *compare_lines("vs Wav2Vec2Model", _wav2vec2_shapes(wav2vec2_config), state_dict, indent="    ")]
     return []
 
 

@@ -67,6 +67,27 @@ def whisper_encoder_config(encoder: dict[str, torch.Tensor]) -> dict[str, Any]:
                 max_source_positions=int(encoder["embed_positions.weight"].shape[0]))
 
 
+RELEASED_SIZES = {(384, 4): "tiny", (512, 6): "base", (768, 12): "small", (1024, 24): "medium", (1280, 32): "large"}
+
+
+def whisper_variant(config: dict[str, Any]) -> str:
+    """What a Whisper encoder is, in words (``WhisperConfig`` kwargs): the released size it matches (tiny,
+    base, small, medium, large; large-v3 with 128 mel bins) or "custom", with layers, width, heads and mels."""
+    width, layers, mels = int(config["d_model"]), int(config["encoder_layers"]), int(config.get("num_mel_bins", 80))
+    size = RELEASED_SIZES.get((width, layers), "custom")
+    size += "-v3" if size == "large" and mels == 128 else ""
+    heads = int(config.get("encoder_attention_heads", max(1, width // 64)))
+    blocks = f"{layers} layer{'s' * (layers != 1)}"
+    return (f"Whisper {size} encoder: {blocks}, width {width}, {heads} head{'s' * (heads != 1)}, {mels} mel bins; "
+            f"features per 50 Hz frame: {layers + 1} x {width} (embedding + {blocks})")
+
+
+def looks_like_whisper(state_dict: dict[str, torch.Tensor]) -> bool:
+    """True for a Whisper encoder's weights in openai's or transformers' keys (as a file or component)."""
+    encoder = encoder_state_dict(state_dict)
+    return all(k in encoder for k in ("conv1.weight", "conv2.weight", "embed_positions.weight", "layers.0.fc1.weight"))
+
+
 def read_whisper(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(WhisperConfig kwargs, WhisperEncoder state dict)`` from openai's ``.pt`` or a transformers file.
 
@@ -74,8 +95,7 @@ def read_whisper(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
     """
     state_dict = read_state_dict(path)
     encoder = encoder_state_dict(state_dict)
-    required = ("conv1.weight", "conv2.weight", "embed_positions.weight", "layers.0.fc1.weight")
-    if not all(k in encoder for k in required):
+    if not looks_like_whisper(state_dict):
         raise no_weights_error(str(path), COMPONENT, state_dict, EXPECTED_KEYS)
     return whisper_encoder_config(encoder), encoder
 
