@@ -24,11 +24,14 @@ def normalize_waveform(wave: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_frames: int) -> torch.Tensor:
+def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_frames: int,
+                   pad_samples: int = 0) -> torch.Tensor:
     """All transformer-layer outputs of wav2vec2, one row per video frame.
 
     wave: (T,) mono at the encoder's sample rate (16 kHz) -> (num_frames, L, C), float32 on wav2vec2's
-    device. Works with transformers 4.x and 5.x (the encoder layers are run one by one).
+    device. ``pad_samples`` zeros are appended to the normalised waveform first (Hallo pads the audio
+    to whole clips this way, which moves the interpolation grid; ``num_frames`` then counts the padded
+    frames). Works with transformers 4.x and 5.x (the encoder layers are run one by one).
     """
     if num_frames < 1:
         raise ValueError(f"audio: {num_frames} video frames requested; the clip is too short for one frame")
@@ -36,7 +39,7 @@ def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_fra
     wave = torch.as_tensor(np.asarray(wave, dtype=np.float32)).to(param.device)
     if wave.numel() < 400:
         raise ValueError(f"audio: {wave.numel()} samples is too short for wav2vec2; give at least 25 ms at 16 kHz")
-    x = normalize_waveform(wave)[None].to(param.dtype)
+    x = F.pad(normalize_waveform(wave), (0, int(pad_samples)))[None].to(param.dtype)
     cnn = wav2vec2.feature_extractor(x)  # (1, C_cnn, T50)
     cnn = F.interpolate(cnn.float(), size=num_frames, mode="linear", align_corners=True).to(param.dtype)
     hidden, _ = wav2vec2.feature_projection(cnn.transpose(1, 2))
@@ -69,13 +72,13 @@ def audio_windows(features: torch.Tensor, window: int) -> torch.Tensor:
 class AudioProjection(nn.Module):
     """One frame's audio window → a few audio tokens (Hallo's ``audioproj`` layout).
 
-    windows: (..., 2m+1, L, C) -> tokens (..., K, D), D = the backbone's cross-attention width.
+    windows: (..., 2m+1, L, C) -> tokens (..., K, D), D = the audio-attention width.
     """
 
     def __init__(self, config: EMOConfig):
         super().__init__()
         in_dim = (2 * config.audio_window + 1) * config.audio_layers * config.audio_channels
-        self.tokens, self.dim = config.audio_tokens, config.cross_attention_dim
+        self.tokens, self.dim = config.audio_tokens, config.audio_token_dim
         self.proj1 = nn.Linear(in_dim, config.audio_hidden)
         self.proj2 = nn.Linear(config.audio_hidden, config.audio_hidden)
         self.proj3 = nn.Linear(config.audio_hidden, self.tokens * self.dim)

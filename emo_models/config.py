@@ -60,6 +60,10 @@ SD15_SCHEDULER: dict[str, Any] = dict(
     steps_offset=1,
 )
 
+MOTION_FEATURES = ("layer_output", "attention_input")
+PRECISIONS = ("float32", "float16", "bfloat16")
+REFERENCE_PAIRINGS = ("branch", "alternating")
+
 
 @dataclass
 class EMOConfig:
@@ -70,9 +74,30 @@ class EMOConfig:
     frames_per_clip (f), motion_frames (n), audio_window (m): the paper's clip geometry; with ``fps``,
     ``width`` and ``height`` also the defaults generation uses. generation: the rest of the sampling
     defaults the checkpoint was trained for (:class:`~emo_models.preset.GenerationPreset`).
+
+    Options for the open relatives (defaults = EMO as the paper describes it; Hallo sets them all):
+    family: which model family the weights belong to (``emo``, ``hallo``), for presets and detection.
+    identity_tokens: > 0 adds an identity projection (a face-recognition embedding of ``identity_dim``
+    -> that many tokens) read by both UNets' cross-attention; audio then goes through audio modules.
+    audio_modules: audio-attention as separate blocks after each attention layer, weighted by
+    full/face/lip region masks (Hallo), instead of the backbone's own cross-attention.
+    audio_attention_dim: width of the audio tokens (default: the UNet's cross-attention width).
+    motion_features: ``layer_output`` (the ReferenceNet layer's output at every temporal site) or
+    ``attention_input`` (its first self-attention's input; temporal modules at layers without
+    attention do not run, as in Hallo's released inference).
+    reference_pairing: ``branch`` (each guidance branch's ReferenceNet run reads its own identity
+    tokens, each frame its own branch's reference) or ``alternating`` (Hallo's batching: ReferenceNet
+    input p reads branch p mod v's identity tokens, backbone frame row i reads reference i mod v).
+    temporal_positions: precision the temporal positional encoding was stored in (``float16`` for
+    Hallo's net.pth: its inference loads those rounded values).
+    reference_feature_dtype: "" or a dtype name the ReferenceNet's features are rounded through before
+    the backbone reads them (``float16`` for Hallo, whose reference-attention control casts them so).
+    reference_net_conv_out: False builds the ReferenceNet without its output layers (only its
+    attention inputs are ever read; Hallo's weights have none).
     """
 
     name: str = "full"
+    family: str = "emo"
     unet: dict[str, Any] = field(default_factory=lambda: dict(SD15_UNET))
     vae: dict[str, Any] = field(default_factory=lambda: dict(SD15_VAE))
     audio_encoder: dict[str, Any] = field(default_factory=lambda: dict(WAV2VEC2_BASE))
@@ -95,6 +120,24 @@ class EMOConfig:
     face_locator_channels: tuple[int, ...] = (16, 32, 64, 128)
     face_locator_in: int = 1
     generation: GenerationPreset = field(default_factory=GenerationPreset)
+    identity_tokens: int = 0
+    identity_dim: int = 512
+    audio_modules: bool = False
+    audio_attention_dim: int | None = None
+    motion_features: str = "layer_output"
+    reference_pairing: str = "branch"
+    temporal_positions: str = "float32"
+    reference_feature_dtype: str = ""
+    reference_net_conv_out: bool = True
+
+    def __post_init__(self):
+        for name, allowed in (("motion_features", MOTION_FEATURES), ("reference_pairing", REFERENCE_PAIRINGS),
+                              ("temporal_positions", PRECISIONS), ("reference_feature_dtype", ("", *PRECISIONS))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config: {name}={getattr(self, name)!r}; choose one of {list(allowed)}")
+        if self.identity_tokens and not self.audio_modules:
+            raise ValueError("config: identity_tokens need audio_modules=True (the UNets' cross-attention then "
+                             "reads identity tokens, so audio needs its own modules)")
 
     @property
     def vae_scale(self) -> int:
@@ -113,8 +156,13 @@ class EMOConfig:
 
     @property
     def cross_attention_dim(self) -> int:
-        """Width of the audio tokens the backbone's audio-attention reads."""
+        """Width of the UNets' cross-attention context (audio tokens for EMO, identity tokens for Hallo)."""
         return int(self.unet["cross_attention_dim"])
+
+    @property
+    def audio_token_dim(self) -> int:
+        """D: width of the audio tokens the audio-attention reads."""
+        return int(self.audio_attention_dim or self.cross_attention_dim)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""

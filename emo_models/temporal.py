@@ -5,7 +5,9 @@ keys ``down_blocks.{i}.motion_modules.{j}.temporal_transformer.…``, so motion-
 directly. Only the speed layers (``speed_norm``, ``speed_attention``) are new; their output projection
 starts at zero, so a freshly loaded motion module behaves exactly as AnimateDiff's.
 
-GroupNorm runs per frame on ``(b·f, c, h, w)``, as the original AnimateDiff does.
+GroupNorm runs per frame on ``(b·f, c, h, w)``, as the original AnimateDiff does. The positional
+encoding is computed, not stored; ``temporal_positions`` rounds it to the precision a checkpoint
+kept it in (a model that loaded fp16-stored encodings ran with those values).
 """
 
 from __future__ import annotations
@@ -197,6 +199,11 @@ class TemporalModules(nn.Module):
         self.mid_block = block(by_block["mid_block"])
         self.up_blocks = nn.ModuleList(block(by_block[f"up_blocks.{i}"])
                                        for i in range(len(config.unet["up_block_types"])))
+        if config.temporal_positions != "float32":  # the encoding as a checkpoint stored it (Hallo: fp16)
+            stored = getattr(torch, config.temporal_positions)
+            for attention in self.modules():
+                if isinstance(attention, TemporalSelfAttention):
+                    attention.positions = attention.positions.to(stored).float()
 
     def module(self, name: str) -> TemporalModule:
         """The motion module called ``name`` (e.g. ``up_blocks.1.motion_modules.2``)."""
@@ -208,11 +215,23 @@ def is_speed_parameter(key: str) -> bool:
     return ".speed_norm." in key or ".speed_attention." in key
 
 
+def new_speed_layers_(temporal: nn.Module) -> None:
+    """Give every temporal block new speed layers (output projection at zero: speed has no effect until
+    trained), e.g. after loading motion modules that have none into a model built on the meta device."""
+    for block in temporal.modules():
+        if isinstance(block, TemporalTransformerBlock):
+            attention = block.speed_attention
+            dim, speed_dim = attention.to_q.in_features, attention.to_k.in_features
+            block.speed_norm = nn.LayerNorm(dim)
+            block.speed_attention = SpeedAttention(dim, speed_dim, attention.heads)
+
+
 __all__ = [
     "TemporalModule",
     "TemporalModules",
     "SpeedAttention",
     "motion_module_sites",
     "is_speed_parameter",
+    "new_speed_layers_",
     "sinusoidal_positions",
 ]
