@@ -17,13 +17,15 @@ from diffusers import AutoencoderKL
 
 from .audio import build_wav2vec2
 from .config import EMOConfig
+from .families import get_family, release_family
 from .model import EMOModel
 from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
-from .weights.native import COMPONENTS, load_checkpoint, save_checkpoint
+from .weights.native import CONFIG_FILE, config_components, load_checkpoint, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
 
-MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder")
+MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder",
+               "identity_projection", "audio_modules")
 
 
 def build_pipeline(config: EMOConfig, empty: bool = False) -> EMOPipeline:
@@ -42,22 +44,32 @@ def build_pipeline(config: EMOConfig, empty: bool = False) -> EMOPipeline:
 
 
 def components_of(pipeline: EMOPipeline) -> dict[str, torch.nn.Module]:
-    """Component name (as in :data:`COMPONENTS`) -> module."""
-    parts = {name: getattr(pipeline.model, name) for name in MODEL_PARTS}
+    """Component name (as in ``weights.native.config_components``) -> module."""
+    parts = {name: getattr(pipeline.model, name) for name in MODEL_PARTS if getattr(pipeline.model, name) is not None}
     return {**parts, "vae": pipeline.vae, "audio_encoder": pipeline.audio_encoder}
 
 
 def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32) -> tuple[EMOPipeline, list[LoadReport]]:
-    """A native EMO checkpoint folder -> (pipeline on ``device``/``dtype``, one report per component).
+    """A native EMO checkpoint folder, or a release of an open family as its users download it
+    (Hallo: weights/families.py) -> (pipeline on ``device``/``dtype``, one report per component).
 
     Every component must be present and complete; a missing file or key is an error naming it.
     """
+    if not (Path(folder) / CONFIG_FILE).is_file():
+        family = release_family(folder)
+        if family is not None:
+            return family.load(folder, device=device, dtype=dtype)
     config, state_dicts = load_checkpoint(folder)
-    absent = [name for name in COMPONENTS if name not in state_dicts]
+    expected = config_components(config)
+    absent = [name for name in expected if name not in state_dicts]
     if absent:
         raise WeightsError(f"{folder}: components {absent} missing; an EMO checkpoint holds "
-                           f"{list(COMPONENTS)} (write one with `python -m emo_models init`)")
+                           f"{list(expected)} (write one with `python -m emo_models init`)")
+    extra = sorted(set(state_dicts) - set(expected))
+    if extra:
+        raise WeightsError(f"{folder}: components {extra} are not part of this config's model "
+                           f"({list(expected)}); config.json and the files disagree")
     pipeline = build_pipeline(config, empty=True)
     reports = [load_component(module, state_dicts[name], name, str(Path(folder) / f"{name}.safetensors"))
                for name, module in components_of(pipeline).items()]
@@ -71,6 +83,19 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
 def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None) -> Path:
     """Write the pipeline as a native EMO checkpoint folder (atomically)."""
     return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata)
+
+
+def convert_release(family: str, source: str | Path, out: str | Path) -> tuple[Path, list[LoadReport]]:
+    """Write a family's release (e.g. Hallo's ``pretrained_models/``) as a native EMO checkpoint folder.
+
+    Tensors keep the precision the release stores them in; the folder is written atomically.
+    """
+    found = get_family(family)
+    if not found.is_release(source):
+        raise WeightsError(f"{source}: not a {found.title} release; expected {found.layout}")
+    pipeline, reports = found.load(source, dtype=None)
+    metadata = {"converted_from": family, "source": str(Path(source).resolve())}
+    return save_pipeline(pipeline, out, metadata), reports
 
 
 def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path | None = None,
@@ -94,7 +119,7 @@ def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path 
                 and wav2vec2.config.num_attention_heads != ours["num_attention_heads"]):
             # a single file does not record its head count (hidden/64 is assumed); keep the config's
             wav2vec2 = load_wav2vec2(audio_encoder, {"num_attention_heads": ours["num_attention_heads"]})
-        config = EMOConfig.from_dict({**config.to_dict(), "audio_encoder": _wav2vec2_config(wav2vec2)})
+        config = EMOConfig.from_dict({**config.to_dict(), "audio_encoder": wav2vec2_config_fields(wav2vec2.config)})
         reports.append(LoadReport("audio_encoder", loaded=len(wav2vec2.state_dict())))
     pipeline = build_pipeline(config)
     if audio_encoder is not None:
@@ -114,9 +139,8 @@ def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path 
     return pipeline, reports
 
 
-def _wav2vec2_config(model) -> dict:
-    """The Wav2Vec2Config fields an EMOConfig keeps, from a loaded model."""
-    c = model.config
+def wav2vec2_config_fields(c) -> dict:
+    """The fields of a ``Wav2Vec2Config`` that an EMOConfig keeps (its ``audio_encoder``)."""
     keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "conv_dim",
             "conv_kernel", "conv_stride", "conv_bias", "num_conv_pos_embeddings", "num_conv_pos_embedding_groups",
             "feat_extract_norm", "do_stable_layer_norm", "layer_norm_eps", "hidden_act", "feat_extract_activation")

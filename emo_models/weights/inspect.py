@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import CONFIGS, EMOConfig
+from ..families import release_family, weights_family
 from . import animatediff, native, sd15, wav2vec2
 from .safe_load import WeightsError, compare_keys, read_state_dict, short_list
 
@@ -106,8 +107,19 @@ def _file_kind(state_dict: Mapping[str, torch.Tensor]) -> str:
     return "unknown"
 
 
+def _prefix_counts(state_dict: Mapping[str, torch.Tensor]) -> str:
+    prefixes: dict[str, int] = {}
+    for key in state_dict:
+        prefixes[key.split(".")[0]] = prefixes.get(key.split(".")[0], 0) + 1
+    return short_list([f"{p} ({n})" for p, n in prefixes.items()], 8)
+
+
 def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]]:
-    state_dict = read_state_dict(path, device="meta")
+    state_dict = read_state_dict(path, device="meta", mmap=True)
+    family = weights_family(state_dict)
+    if family is not None:
+        return (f"{family.title} weights", [f"  {_params(state_dict)}", f"  top-level prefixes: {_prefix_counts(state_dict)}",
+                                           f"  they load as a whole release folder: {family.layout}"])
     kind = _file_kind(state_dict)
     lines = [f"  {_params(state_dict)}"]
     if kind.startswith(("SD-1.5", "single-file")):
@@ -126,10 +138,7 @@ def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]
     elif kind == "wav2vec2 file":
         lines = _wav2vec2_lines(path)
     else:
-        prefixes: dict[str, int] = {}
-        for key in state_dict:
-            prefixes[key.split(".")[0]] = prefixes.get(key.split(".")[0], 0) + 1
-        lines.append(f"  top-level prefixes: {short_list([f'{p} ({n})' for p, n in prefixes.items()], 8)}")
+        lines.append(f"  top-level prefixes: {_prefix_counts(state_dict)}")
         lines.append(f"  first keys: {short_list(list(state_dict), 4)}")
     return kind, lines
 
@@ -142,7 +151,7 @@ def _describe_native(path: Path) -> list[str]:
     lines = [f"  config: {config.name} ({config.width}x{config.height}, f={config.frames_per_clip}, "
              f"n={config.motion_frames}, m={config.audio_window})"]
     files = {p.stem: p for p in sorted(path.glob("*.safetensors"))}
-    for name in native.COMPONENTS:
+    for name in native.config_components(config):
         if name not in files:
             lines.append(f"  {name}: absent")
             continue
@@ -160,7 +169,7 @@ def _describe_native(path: Path) -> list[str]:
 
             shapes = _wav2vec2_shapes(Wav2Vec2Config(**config.audio_encoder))
             lines += compare_lines("vs Wav2Vec2Model", shapes, state_dict, indent="    ")
-    lines += [f"  not a component: {p.name}" for n, p in files.items() if n not in native.COMPONENTS]
+    lines += [f"  not a component: {p.name}" for n, p in files.items() if n not in native.config_components(config)]
     metadata = native.read_metadata(path)
     if metadata:
         lines.append(f"  metadata: {short_list([f'{k}={v}' for k, v in metadata.items()], 6)}")
@@ -185,6 +194,9 @@ def _describe_folder(path: Path, config: EMOConfig | None) -> tuple[str, list[st
     data = data if isinstance(data, dict) else {}
     if {"unet", "vae", "audio_encoder"} <= set(data) and "_class_name" not in data:
         return "native EMO checkpoint", _describe_native(path)
+    family = release_family(path)
+    if family is not None:
+        return f"{family.title} release", family.code().describe(path)
     if (path / "model_index.json").is_file():
         present = sorted(p.name for p in path.iterdir() if p.is_dir())
         lines = [f"  subfolders: {', '.join(present)}"]

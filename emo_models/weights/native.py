@@ -23,6 +23,7 @@ from .safe_load import WeightsError, read_state_dict
 
 COMPONENTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder",
               "vae", "audio_encoder")
+OPTIONAL_COMPONENTS = ("identity_projection", "audio_modules")  # present when the config has them
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 FORMAT = "emo-native-1"
@@ -52,9 +53,10 @@ def save_checkpoint(folder: str | Path, config: EMOConfig,
     new one is complete. A folder that is not an EMO checkpoint is never replaced.
     """
     folder = Path(folder)
-    unknown = sorted(set(components) - set(COMPONENTS))
+    unknown = sorted(set(components) - set(COMPONENTS + OPTIONAL_COMPONENTS))
     if unknown:
-        raise WeightsError(f"{folder}: unknown components {unknown}; expected names from {list(COMPONENTS)}")
+        raise WeightsError(f"{folder}: unknown components {unknown}; expected names from "
+                           f"{list(COMPONENTS + OPTIONAL_COMPONENTS)}")
     if folder.exists() and not (folder.is_dir() and ((folder / CONFIG_FILE).is_file() or not any(folder.iterdir()))):
         raise WeightsError(f"{folder}: exists and is not an EMO checkpoint folder; refusing to replace it")
     tensors = {name: _plain_tensors(name, module) for name, module in components.items()}
@@ -107,12 +109,19 @@ def load_checkpoint(folder: str | Path, components: Iterable[str] | None = None
     except (ValueError, TypeError) as err:
         raise WeightsError(f"{folder / CONFIG_FILE}: not an EMO config ({err})") from err
     files = {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
-    foreign = sorted(set(files) - set(COMPONENTS))
+    known = COMPONENTS + OPTIONAL_COMPONENTS
+    foreign = sorted(set(files) - set(known))
     if foreign:
         raise WeightsError(f"{folder}: files {[files[n].name for n in foreign]} are not EMO components; "
-                           f"expected names from {list(COMPONENTS)}")
-    wanted = set(COMPONENTS if components is None else components)
+                           f"expected names from {list(known)}")
+    wanted = set(known if components is None else components)
     return config, {name: read_state_dict(path) for name, path in files.items() if name in wanted}
+
+
+def config_components(config: EMOConfig) -> tuple[str, ...]:
+    """The components a checkpoint of ``config`` holds: :data:`COMPONENTS` plus the optional ones it uses."""
+    optional = {"identity_projection": bool(config.identity_tokens), "audio_modules": config.audio_modules}
+    return COMPONENTS + tuple(name for name in OPTIONAL_COMPONENTS if optional[name])
 
 
 def read_metadata(folder: str | Path) -> dict[str, Any]:

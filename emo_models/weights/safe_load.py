@@ -39,13 +39,14 @@ def short_list(items: Sequence, limit: int = 5) -> str:
     return head + (f" … (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, device: str = "cpu", mmap: bool = False) -> dict[str, torch.Tensor]:
     """Read a flat ``{key: tensor}`` dict from one weights file.
 
     ``.safetensors``/``.sft`` via safetensors; ``.ckpt/.pth/.pt/.bin`` via
     ``torch.load(weights_only=True)``, unwrapping a top-level ``state_dict`` or ``module`` nesting.
     ``device="meta"`` reads only a safetensors header (shapes and dtypes, no data) — cheap for
-    inspecting large files; pickles are read in full either way.
+    inspecting large files; pickles are read in full unless ``mmap`` (then their tensors stay on disk
+    until used, for multi-GB files such as Hallo's ``net.pth``).
     """
     path = Path(path)
     expected = f"expected a weights file ({', '.join(WEIGHT_SUFFIXES)})"
@@ -57,7 +58,7 @@ def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
     if suffix in SAFETENSORS_SUFFIXES:
         state_dict = _read_safetensors(path, device)
     elif suffix in PICKLE_SUFFIXES:
-        state_dict = _read_pickle(path)
+        state_dict = _read_pickle(path, mmap)
     else:
         raise WeightsError(f"{path}: unknown extension {path.suffix!r}; {expected}")
     if not state_dict:
@@ -77,9 +78,11 @@ def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
             for k, (s, d) in shapes.items()}
 
 
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+def _read_pickle(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+    import zipfile
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if found:

@@ -1,0 +1,64 @@
+"""Hallo (fudan-generative-vision/hallo, MIT) as options of our model: its config and the constants of
+its released inference (scripts/inference.py, configs/inference/default.yaml). Its files load through
+weights/hallo.py.
+
+What differs from EMO: the UNets' cross-attention reads 4 identity tokens (a face-recognition
+embedding through ``imageproj``) and audio goes through region-weighted audio modules after each
+attention layer; motion frames are the ReferenceNet's attention inputs and the temporal modules after
+layers without attention never run (the released inference leaves the denoiser in training mode);
+the ReferenceNet reads every guidance branch's inputs in one alternating batch and hands its features
+over rounded through float16; DDIM with linear betas, v-prediction, zero-SNR, trailing spacing; 16 new
++ 2 motion frames per clip at 25 fps, 40 steps, guidance 3.5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..config import EMOConfig
+
+# scripts/inference.py: DDIM from noise_scheduler_kwargs plus the zero-SNR switches; set_alpha_to_one default
+SCHEDULER: dict[str, Any] = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
+    steps_offset=1, set_alpha_to_one=True, prediction_type="v_prediction", rescale_betas_zero_snr=True,
+    timestep_spacing="trailing")
+TEMPORAL_HEADS = 8  # motion_module_kwargs.num_attention_heads
+VAE_SCALING = 0.18215  # Hallo multiplies latents by this constant whatever the VAE config says
+FPS, FRAMES_PER_CLIP, MOTION_FRAMES, STEPS, GUIDANCE = 25.0, 16, 2, 40, 3.5
+
+
+def hallo_config(unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[str, Any],
+                 shapes: Mapping[str, tuple[int, ...]], positions_dtype: torch.dtype) -> EMOConfig:
+    """Our config for a Hallo release of any size.
+
+    unet, vae: the release's UNet and VAE config.json arguments; audio_encoder: wav2vec2 config fields;
+    shapes: net.pth's tensor shapes under our component names (``audio_projection.proj1.weight``...);
+    positions_dtype: the dtype net.pth stores the motion modules' positional encodings in.
+    Raises KeyError naming a tensor the shapes lack.
+    """
+    audio_key = next((k for k in shapes if k.startswith("audio_modules.") and k.endswith("attn2_0.to_k.weight")),
+                     "audio_modules.*.attn2_0.to_k.weight")
+    proj1, proj3 = shapes["audio_projection.proj1.weight"], shapes["audio_projection.proj3.weight"]
+    audio_dim, identity = shapes[audio_key][1], shapes["identity_projection.proj.weight"]
+    blocks = sorted((k for k in shapes if k.startswith("face_locator.blocks.") and k.endswith(".weight")),
+                    key=lambda k: int(k.split(".")[2]))
+    locator = [shapes["face_locator.conv_in.weight"]] + [shapes[k] for k in blocks]
+    positions = next((v for k, v in shapes.items() if k.endswith("pos_encoder.pe")), None)
+    if positions is None:
+        raise KeyError("temporal.*.pos_encoder.pe")
+    window = proj1[1] // (audio_encoder["num_hidden_layers"] * audio_encoder["hidden_size"])
+    size = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
+    return EMOConfig(
+        name="hallo", family="hallo", unet=dict(unet), vae={**vae, "scaling_factor": VAE_SCALING},
+        audio_encoder=dict(audio_encoder), scheduler=dict(SCHEDULER), width=size, height=size, fps=FPS,
+        audio_sample_rate=16000, frames_per_clip=FRAMES_PER_CLIP, motion_frames=MOTION_FRAMES,
+        audio_window=(window - 1) // 2, audio_tokens=proj3[0] // audio_dim, audio_hidden=proj1[0],
+        audio_attention_dim=audio_dim, temporal_heads=TEMPORAL_HEADS, temporal_max_frames=positions[1],
+        face_locator_in=locator[0][1], face_locator_channels=tuple(s[0] for s in locator[::2]),
+        identity_tokens=identity[0] // unet["cross_attention_dim"], identity_dim=identity[1], audio_modules=True,
+        motion_features="attention_input", reference_pairing="alternating", reference_feature_dtype="float16",
+        reference_net_conv_out=False, temporal_positions=str(positions_dtype).removeprefix("torch."),
+    )
