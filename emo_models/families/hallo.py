@@ -53,7 +53,7 @@ def hallo_config(unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[
     size = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
     return EMOConfig(
         name="hallo", family="hallo", unet=dict(unet), vae={**vae, "scaling_factor": VAE_SCALING},
-        audio_encoder=dict(audio_encoder), scheduler=dict(SCHEDULER), width=size, height=size, fps=FPS,
+        audio_encoder={k: tuple(v) if isinstance(v, list) else v for k, v in audio_encoder.items()}, scheduler=dict(SCHEDULER), width=size, height=size, fps=FPS,
         audio_sample_rate=16000, frames_per_clip=FRAMES_PER_CLIP, motion_frames=MOTION_FRAMES,
         audio_window=(window - 1) // 2, audio_tokens=proj3[0] // audio_dim, audio_hidden=proj1[0],
         audio_attention_dim=audio_dim, temporal_heads=TEMPORAL_HEADS, temporal_max_frames=positions[1],
