@@ -17,7 +17,7 @@ from diffusers import AutoencoderKL
 
 from .audio import build_wav2vec2
 from .config import EMOConfig
-from .families import get_family, release_family
+from .families import hallo as hallo_family
 from .model import EMOModel
 from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
@@ -52,14 +52,14 @@ def components_of(pipeline: EMOPipeline) -> dict[str, torch.nn.Module]:
 def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32) -> tuple[EMOPipeline, list[LoadReport]]:
     """A native EMO checkpoint folder, or a release of an open family as its users download it
-    (Hallo: weights/families.py) -> (pipeline on ``device``/``dtype``, one report per component).
+    (Hallo's: weights/hallo.py) -> (pipeline on ``device``/``dtype``, one report per component).
 
     Every component must be present and complete; a missing file or key is an error naming it.
     """
-    if not (Path(folder) / CONFIG_FILE).is_file():
-        family = release_family(folder)
-        if family is not None:
-            return family.load(folder, device=device, dtype=dtype)
+    if not (Path(folder) / CONFIG_FILE).is_file() and hallo_family.is_release(folder):
+        from .weights import hallo
+
+        return hallo.load(folder, device=device, dtype=dtype)
     config, state_dicts = load_checkpoint(folder)
     expected = config_components(config)
     absent = [name for name in expected if name not in state_dicts]
@@ -90,10 +90,13 @@ def convert_release(family: str, source: str | Path, out: str | Path) -> tuple[P
 
     Tensors keep the precision the release stores them in; the folder is written atomically.
     """
-    found = get_family(family)
-    if not found.is_release(source):
-        raise WeightsError(f"{source}: not a {found.title} release; expected {found.layout}")
-    pipeline, reports = found.load(source, dtype=None)
+    if family != "hallo":
+        raise ValueError(f"family: unknown {family!r}; choose one of ['hallo']")
+    if not hallo_family.is_release(source):
+        raise WeightsError(f"{source}: not a {hallo_family.TITLE} release; expected {hallo_family.LAYOUT}")
+    from .weights import hallo
+
+    pipeline, reports = hallo.load(source, dtype=None)
     metadata = {"converted_from": family, "source": str(Path(source).resolve())}
     return save_pipeline(pipeline, out, metadata), reports
 

@@ -28,6 +28,28 @@ SCHEDULER: dict[str, Any] = dict(
 TEMPORAL_HEADS = 8  # motion_module_kwargs.num_attention_heads
 VAE_SCALING = 0.18215  # Hallo multiplies latents by this constant whatever the VAE config says
 FPS, FRAMES_PER_CLIP, MOTION_FRAMES, STEPS, GUIDANCE = 25.0, 16, 2, 40, 3.5
+TITLE = "Hallo (fudan-generative-vision/hallo)"
+LAYOUT = ("hallo/net.pth, stable-diffusion-v1-5/unet/config.json, sd-vae-ft-mse/, wav2vec/wav2vec2-base-960h/ "
+          "(face_analysis/models/ for real photos)")
+
+
+def is_release(path) -> bool:
+    """True for a Hallo release folder (``pretrained_models/`` as downloaded) or its ``hallo/net.pth``."""
+    from ..weights import hallo
+
+    return hallo.is_release(path)
+
+
+def looks_like(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True for a weights file in Hallo's net.pth layout."""
+    from ..weights import hallo
+
+    return hallo.looks_like(state_dict)
+
+
+def describe_weights() -> str:
+    """How a user is told what a Hallo weights file is and how it loads."""
+    return f"{TITLE}'s weights, which load as its whole release folder ({LAYOUT})"
 
 
 def hallo_config(unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[str, Any],

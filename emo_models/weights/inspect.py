@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import CONFIGS, EMOConfig
-from ..families import release_family, weights_family
+from ..families import hallo as hallo_family
 from . import animatediff, native, sd15, wav2vec2
 from .safe_load import WeightsError, compare_keys, read_state_dict, short_list
 
@@ -116,10 +116,9 @@ def _prefix_counts(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]]:
     state_dict = read_state_dict(path, device="meta", mmap=True)
-    family = weights_family(state_dict)
-    if family is not None:
-        return (f"{family.title} weights", [f"  {_params(state_dict)}", f"  top-level prefixes: {_prefix_counts(state_dict)}",
-                                           f"  they load as a whole release folder: {family.layout}"])
+    if hallo_family.looks_like(state_dict):
+        return (f"{hallo_family.TITLE} weights", [f"  {_params(state_dict)}", f"  top-level prefixes: {_prefix_counts(state_dict)}",
+                                                 f"  they load as a whole release folder: {hallo_family.LAYOUT}"])
     kind = _file_kind(state_dict)
     lines = [f"  {_params(state_dict)}"]
     if kind.startswith(("SD-1.5", "single-file")):
@@ -194,9 +193,10 @@ def _describe_folder(path: Path, config: EMOConfig | None) -> tuple[str, list[st
     data = data if isinstance(data, dict) else {}
     if {"unet", "vae", "audio_encoder"} <= set(data) and "_class_name" not in data:
         return "native EMO checkpoint", _describe_native(path)
-    family = release_family(path)
-    if family is not None:
-        return f"{family.title} release", family.code().describe(path)
+    if hallo_family.is_release(path):
+        from . import hallo
+
+        return f"{hallo_family.TITLE} release", hallo.describe(path)
     if (path / "model_index.json").is_file():
         present = sorted(p.name for p in path.iterdir() if p.is_dir())
         lines = [f"  subfolders: {', '.join(present)}"]

@@ -56,12 +56,9 @@ def foreign_family(state_dict: dict[str, torch.Tensor]) -> str | None:
         return "an SDXL checkpoint"
     if _SD2_ATTN2 in state_dict and state_dict[_SD2_ATTN2].shape[-1] == 1024:
         return "an SD-2.x checkpoint"
-    from ..families import weights_family
+    from ..families import hallo
 
-    family = weights_family(state_dict)
-    if family is not None:
-        return f"{family.title}'s weights, which load as its whole release folder ({family.layout})"
-    return None
+    return hallo.describe_weights() if hallo.looks_like(state_dict) else None
 
 
 def _refuse_foreign_family(state_dict: dict[str, torch.Tensor], source: str) -> None:
