@@ -11,6 +11,8 @@ identity embedding, region masks per depth, waveform) are fed to our code and ea
     b.audio_proj_out     clip 0's audio tokens
     b.noise_pred         one denoiser call on clip 0's first step, both guidance branches
     b.noise_pred_cfg     the same after guidance
+    c.clipK.stepI.latents_after, c.video   Hallo's first clips (2 x 2 DDIM steps) through our one render
+                         path (emo_models.render.render_clips with the release's preset), Hallo's noise
 
 Prints ``parity: NAME max_abs=X`` per tensor, then ``parity_hallo: worst=X compared=N`` last.
 float32 on CPU; the reference tool's README gives the noise floor (thread count changes rounding).
@@ -87,11 +89,49 @@ def first_clip_forward(pipeline, ref: dict, windows: torch.Tensor, steps: int, g
             "b.noise_pred_cfg": uncond + guidance * (full - uncond)}
 
 
+def hallo_noise(clips: int, shape: tuple[int, ...]):
+    """Hallo's initial latents: clip k gets the k-th draw of the global generator seeded 42, laid out
+    (1, 4, f, h, w); -> initial_noise(first_frame, (1, f, 4, h, w)) for render_clips."""
+    generator = torch.Generator().manual_seed(INFERENCE_SEED)
+    b, f, c, h, w = shape
+    draws = [torch.randn((b, c, f, h, w), generator=generator) for _ in range(clips)]
+    return lambda first_frame, _shape: rearrange(draws[first_frame // f], "b c f h w -> b f c h w")
+
+
+def generation(pipeline, ref: dict, meta: dict) -> dict[str, torch.Tensor]:
+    """Hallo's 2-clip generation through our one render path (render_clips, the checkpoint's preset):
+    the inputs' face embedding, region masks and face region, Hallo's noise; -> c.* tensors."""
+    from emo_models.render import RenderSettings, render_clips
+
+    cfg = pipeline.config
+    clips, steps = int(meta["n_clips"]), int(meta["ddim_steps"])
+    image = ref["inputs.image_u8"].permute(2, 0, 1)[None].float() / 255
+    embedding = ref["inputs.source_image_face_emb"][None].float()
+    reference = pipeline.encode_reference(image, embedding, region_masks(ref, 1))
+    audio = pipeline.encode_audio(ref["inputs.waveform"].numpy(), cfg.audio_sample_rate)
+    settings = RenderSettings.from_config(cfg, steps=steps)
+    f, (c, h, w) = settings.frames_per_clip, reference.latent.shape[-3:]
+    latents_after: list[torch.Tensor] = []
+    out, frames = {}, []
+    rendered = render_clips(pipeline, reference, audio, ref["inputs.source_image_face_region"][None, :1], settings,
+                            initial_noise=hallo_noise(clips, (1, f, c, h, w)),
+                            on_step=lambda done, total, latents: latents_after.append(latents.clone()))
+    for clip in rendered:
+        frames.append(clip.frames)
+        if clip.index + 1 == clips:
+            break
+    for i, latents in enumerate(latents_after):
+        out[f"c.clip{i // steps}.step{i % steps}.latents_after"] = rearrange(latents, "f c h w -> 1 c f h w")
+    out["c.video"] = rearrange(torch.cat(frames), "f c h w -> c f h w")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("release")
     parser.add_argument("reference")
-    parser.add_argument("--only", default="audio,forward", help="stages: audio, forward (default both)")
+    parser.add_argument("--only", default="audio,forward,generate",
+                        help="stages: audio, forward, generate (default: all three)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -114,6 +154,8 @@ def main(argv=None) -> int:
             windows = audio_windows(features, pipeline.config.audio_window)
             guidance = float(spec["cfg_scale"])
             ours.update(first_clip_forward(pipeline, ref, windows, int(meta["ddim_steps"]), guidance))
+        if "generate" in stages:
+            ours.update(generation(pipeline, ref, meta))
     worst, compared = 0.0, 0
     for name, value in ours.items():
         if name not in ref:

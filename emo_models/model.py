@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -27,7 +27,8 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .audio import AudioProjection
-from .audio_modules import AudioModules, RegionMasks
+from .audio_modules import AudioModules
+from .condition import ClipCondition
 from .config import EMOConfig
 from .face_locator import FaceLocator
 from .identity import IdentityProjection
@@ -36,59 +37,7 @@ from .reference_attention import ReferenceBank, install_reference_attention
 from .speed import SpeedEncoder
 from .temporal import TemporalModules, is_speed_parameter
 
-
-@dataclass(frozen=True)
-class ClipCondition:
-    """Everything a denoising step reads, computed once per video or per clip (v videos).
-
-    reference: attn1 name -> (v, hw, c), from :meth:`EMOModel.encode_reference`.
-    motion: layer name -> (v, n, c, h, w) from :meth:`EMOModel.encode_motion`, or None (no context).
-    audio_tokens: (v, f, K, D) or None (zeros: no audio). speed_tokens: (v, f, k, c_s) or None.
-    face: (v, C0, h, w) face-locator residual or None. use_reference: (v,) bool or None (all True).
-    temporal: run the temporal modules (False in stage-1 training on single frames).
-    identity: (v, K_id, D) identity tokens for cross-attention (models with ``identity_tokens``).
-    regions: full/face/lip masks weighting the audio modules (models with ``audio_modules``).
-    """
-
-    reference: dict[str, torch.Tensor] | None
-    motion: dict[str, torch.Tensor] | None = None
-    audio_tokens: torch.Tensor | None = None
-    speed_tokens: torch.Tensor | None = None
-    face: torch.Tensor | None = None
-    use_reference: torch.Tensor | None = None
-    temporal: bool = True
-    identity: torch.Tensor | None = None
-    regions: RegionMasks | None = None
-
-    def select(self, index: torch.Tensor | slice) -> ClipCondition:
-        """The condition of a subset of the v videos (e.g. one classifier-free-guidance branch)."""
-
-        def pick(x):
-            if x is None:
-                return None
-            if isinstance(x, dict):
-                return {k: v[index] for k, v in x.items()}
-            return x[index]
-
-        return replace(self, reference=pick(self.reference), motion=pick(self.motion),
-                       audio_tokens=pick(self.audio_tokens), speed_tokens=pick(self.speed_tokens),
-                       face=pick(self.face), use_reference=pick(self.use_reference),
-                       identity=pick(self.identity), regions=None if self.regions is None else self.regions.select(index))
-
-    def repeat(self, videos: int) -> ClipCondition:
-        """The condition of one video (v = 1) for ``videos`` videos (expanded views, no copies)."""
-
-        def grow(x):
-            if x is None:
-                return None
-            if isinstance(x, dict):
-                return {k: grow(v) for k, v in x.items()}
-            return x.expand(videos, *x.shape[1:])
-
-        return replace(self, reference=grow(self.reference), motion=grow(self.motion),
-                       audio_tokens=grow(self.audio_tokens), speed_tokens=grow(self.speed_tokens),
-                       face=grow(self.face), use_reference=grow(self.use_reference), identity=grow(self.identity),
-                       regions=None if self.regions is None else self.regions.repeat(videos))
+__all__ = ["ClipCondition", "EMOModel"]
 
 
 class EMOModel(nn.Module):
@@ -325,7 +274,22 @@ class EMOModel(nn.Module):
         device = next(self.parameters()).device
         names = sorted(set().union(*branches))
         dropped = {n: torch.tensor([n in b for b in branches], device=device) for n in names}
-        return self.drop_conditions(cond.repeat(len(branches)), dropped)
+        batch = self.drop_conditions(cond.repeat(len(branches)), dropped)
+        if batch.sources is None:
+            return batch
+        # one ReferenceNet pass over every branch's [reference, motion frames], each input reading the
+        # identity tokens reference_contexts assigns it (Hallo's batch)
+        identity = batch.identity
+        contexts = None if identity is None else self.reference_contexts(identity, batch.sources.shape[1])
+        reference, motion = self.encode_clip_references(batch.sources, contexts)
+        return replace(batch, reference=reference, motion=motion if batch.sources.shape[1] > 1 else batch.motion,
+                       sources=None)
+
+    @property
+    def reads_clip_sources(self) -> bool:
+        """True when the ReferenceNet reads the reference and motion latents in one pass per clip and
+        guidance batch (give ``ClipCondition.sources``), as Hallo's alternating batch does."""
+        return self.config.reference_pairing == "alternating"
 
     # ---- one denoising step -----------------------------------------------------------------------
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor | float, cond: ClipCondition,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .audio import audio_features, audio_windows
+from .audio_modules import RegionMasks
 from .config import EMOConfig
 from .media_audio import frame_count, prepare_waveform
 from .model import EMOModel
@@ -25,11 +26,17 @@ class GenerationCancelled(RuntimeError):
 
 @dataclass(frozen=True)
 class ReferenceEncoding:
-    """A reference portrait, encoded once. latent: (1, 4, h, w); features: attn1 name -> (1, hw, c)."""
+    """A reference portrait, encoded once. latent: (1, 4, h, w); features: attn1 name -> (1, hw, c).
+
+    identity: (1, K, D) identity tokens and regions: the audio modules' full/face/lip masks, for models
+    that read them (Hallo's: see :mod:`emo_models.families.hallo`), else None.
+    """
 
     latent: torch.Tensor
     features: dict[str, torch.Tensor]
     image: torch.Tensor  # (1, 3, H, W) in [0, 1], at the model's size
+    identity: torch.Tensor | None = None
+    regions: RegionMasks | None = None
 
 
 @dataclass(frozen=True)
@@ -39,15 +46,16 @@ class AudioEncoding:
     windows: torch.Tensor
     fps: float
     seconds: float
+    count: int | None = None  # F when windows run past the audio (audio_padding="clips"); None: all rows
 
     @property
     def frames(self) -> int:
         """F: the frames this audio gives (:func:`~emo_models.media_audio.frame_count`)."""
-        return int(self.windows.shape[0])
+        return int(self.windows.shape[0]) if self.count is None else self.count
 
     def span(self, start: int, stop: int) -> AudioEncoding:
         """Frames [start, stop) of this encoding (their windows keep the context of the whole audio)."""
-        windows = self.windows[start:stop]
+        windows = self.windows[start:min(stop, self.frames)]
         if windows.shape[0] == 0:
             raise ValueError(f"audio span: frames {start}..{stop} hold nothing of the {self.frames} frames")
         return AudioEncoding(windows, self.fps, windows.shape[0] / self.fps)
@@ -90,14 +98,26 @@ class EMOPipeline:
         return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
 
     @torch.no_grad()
-    def encode_reference(self, image: torch.Tensor) -> ReferenceEncoding:
-        """image: (1, 3, H, W) in [0, 1] at the model's size -> latent + ReferenceNet features (one run)."""
+    def encode_reference(self, image: torch.Tensor, identity: torch.Tensor | None = None,
+                         regions: RegionMasks | None = None) -> ReferenceEncoding:
+        """image: (1, 3, H, W) in [0, 1] at the model's size -> latent + ReferenceNet features (one run).
+
+        identity: (1, 512) face-recognition embedding and regions: full/face/lip masks, required by
+        models with identity tokens / audio modules (Hallo; ``families.hallo.face_conditions`` makes both).
+        """
         h, w = image.shape[-2:]
         scale = self.config.vae_scale * 2 ** (len(self.config.unet["block_out_channels"]) - 1)
         if h % scale or w % scale:
             raise ValueError(f"image: {w}x{h} pixels; the model needs width and height multiples of {scale}")
+        model = self.model
+        if (identity is None) != (model.identity_projection is None) or (regions is None) != (model.audio_modules is None):
+            raise ValueError("reference: this model reads identity tokens and region masks (Hallo's); give the face "
+                             "embedding and masks (emo_models.families.hallo.face_conditions)" if identity is None else
+                             "reference: this model has no identity tokens or region masks; give neither")
         latent = self.vae_encode(image)
-        return ReferenceEncoding(latent=latent, features=self.model.encode_reference(latent), image=image)
+        tokens = None if identity is None else model.encode_identity(identity.to(self.device, self.dtype))
+        return ReferenceEncoding(latent=latent, features=model.encode_reference(latent, tokens), image=image,
+                                 identity=tokens, regions=regions)
 
     def count_frames(self, samples: int, sample_rate: int, fps: float | None = None) -> tuple[int, float]:
         """(frames, fps) of ``samples`` audio samples at ``sample_rate``: fps defaults to the checkpoint's, the
@@ -117,6 +137,12 @@ class EMOPipeline:
         samples = int(np.shape(waveform)[-1])
         frames, fps = self.count_frames(samples, sample_rate, fps)
         wave = prepare_waveform(waveform, sample_rate, self.config.audio_sample_rate, name=name)
+        if self.config.generation.audio_padding == "clips":  # Hallo: silence to whole clips, whole frames of it
+            f = self.config.frames_per_clip
+            padded = -(-frames // f) * f
+            pad = (padded - frames) * int(self.config.audio_sample_rate // fps)
+            features = audio_features(self.audio_encoder, wave, padded, pad_samples=pad)
+            return AudioEncoding(audio_windows(features, self.config.audio_window), fps, samples / sample_rate, frames)
         features = audio_features(self.audio_encoder, wave, frames)
         return AudioEncoding(audio_windows(features, self.config.audio_window), fps, samples / sample_rate)
 

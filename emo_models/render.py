@@ -182,7 +182,8 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
     speeds = speed_per_frame(settings.speed, clips * f)
     branches = settings.guidance.branches(settings.uncond_drops)
     condition = ClipCondition(reference={k: x.to(device, dtype) for k, x in reference.features.items()},
-                              face=model.encode_face(face_mask.to(device, dtype)))
+                              face=model.encode_face(face_mask.to(device, dtype)), identity=reference.identity,
+                              regions=reference.regions)
     start_frame, tail, motion_latents = 0, None, None  # tail: the last n decoded frames, (<= n, 3, H, W)
     if previous_frames is not None:
         if tuple(previous_frames.shape[1:]) != (3, height, width):
@@ -200,12 +201,18 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
     done = 0
     for clip in range(clips):
         span = slice(clip * f, (clip + 1) * f)
-        if n and motion_latents is not None:
+        sources = None
+        if model.reads_clip_sources:  # reference + motion latents read in one pass in guidance_batch
+            sources = reference.latent[:, None] if not n or motion_latents is None else \
+                torch.cat([reference.latent[:, None], motion_latents], dim=1)
+            sources = sources.to(device, dtype)
+        if sources is None and n and motion_latents is not None:
             motion = model.encode_motion(motion_latents.to(device, dtype))
         else:
             motion = model.zero_motion(1, h, w, device, dtype, frames=n) if n else None
         cond = ClipCondition(
-            reference=condition.reference, face=condition.face, motion=motion,
+            reference=condition.reference, face=condition.face, motion=motion, identity=condition.identity,
+            regions=condition.regions, sources=sources,
             audio_tokens=model.encode_audio(_clip_windows(audio.windows, clip * f, f)[None].to(device, dtype)),
             speed_tokens=model.encode_speed(speeds[span][None].to(device)),
         )

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..config import EMOConfig
+from ..preset import GenerationPreset
 
 # scripts/inference.py: DDIM from noise_scheduler_kwargs plus the zero-SNR switches; set_alpha_to_one default
 SCHEDULER: dict[str, Any] = dict(
@@ -28,6 +29,12 @@ SCHEDULER: dict[str, Any] = dict(
 TEMPORAL_HEADS = 8  # motion_module_kwargs.num_attention_heads
 VAE_SCALING = 0.18215  # Hallo multiplies latents by this constant whatever the VAE config says
 FPS, FRAMES_PER_CLIP, MOTION_FRAMES, STEPS, GUIDANCE = 25.0, 16, 2, 40, 3.5
+# configs/inference/default.yaml + scripts/inference.py: one scale, the unconditional branch without
+# reference, audio, face locator and identity (imageproj(0)); first clip continues the portrait repeated;
+# frames = ceil(seconds x fps); audio padded with silence to whole clips; face box grown 1.2x
+PRESET = GenerationPreset(steps=STEPS, scheduler="ddim", guidance=GUIDANCE, uncond_drops=("reference", "audio", "face"),
+                          first_clip_motion="reference", frame_rounding="ceil", speed=0.0, face_expand=1.2,
+                          detect_face=True, audio_padding="clips")
 TITLE = "Hallo (fudan-generative-vision/hallo)"
 LAYOUT = ("hallo/net.pth, stable-diffusion-v1-5/unet/config.json, sd-vae-ft-mse/, wav2vec/wav2vec2-base-960h/ "
           "(face_analysis/models/ for real photos)")
@@ -83,4 +90,5 @@ def hallo_config(unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[
         identity_tokens=identity[0] // unet["cross_attention_dim"], identity_dim=identity[1], audio_modules=True,
         motion_features="attention_input", reference_pairing="alternating", reference_feature_dtype="float16",
         reference_net_conv_out=False, temporal_positions=str(positions_dtype).removeprefix("torch."),
+        generation=PRESET,
     )
