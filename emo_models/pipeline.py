@@ -67,6 +67,7 @@ class EMOPipeline:
     def __init__(self, model: EMOModel, vae, audio_encoder, config: EMOConfig | None = None):
         self.model, self.vae, self.audio_encoder = model.eval(), vae.eval(), audio_encoder.eval()
         self.config = config or model.config
+        self.face_analysis_folders: list = []  # where a release's face-analysis files are (Hallo's loader sets it)
 
     @property
     def device(self) -> torch.device:

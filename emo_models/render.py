@@ -263,7 +263,14 @@ def animate(pipeline: EMOPipeline, image: torch.Tensor, waveform, sample_rate: i
     config = pipeline.config
     portrait = frame_portrait(image, config.width if width is None else width, config.height if height is None else height,
                               crop=crop, face_box=face_box, detect=config.generation.detect_face)
-    mask = locator_mask(portrait, config.generation, mask=face_mask)
+    if pipeline.model.identity_projection is not None:  # Hallo's face inputs: identity, face/lip regions
+        from .families.hallo import portrait_conditions
+
+        faces = portrait_conditions(pipeline, portrait.image)
+        mask = faces.locator if face_mask is None else locator_mask(portrait, config.generation, mask=face_mask)
+        reference = pipeline.encode_reference(portrait.image, faces.embedding, faces.regions)
+    else:
+        mask = locator_mask(portrait, config.generation, mask=face_mask)
+        reference = pipeline.encode_reference(portrait.image)
     audio = pipeline.encode_audio(waveform, sample_rate, fps=fps, name=audio_name)
-    reference = pipeline.encode_reference(portrait.image)
     return audio, render_clips(pipeline, reference, audio, mask, settings, on_step=on_step, should_stop=should_stop)

@@ -13,11 +13,15 @@ over rounded through float16; DDIM with linear betas, v-prediction, zero-SNR, tr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from ..audio_modules import RegionMasks
 from ..config import EMOConfig
 from ..preset import GenerationPreset
 
@@ -92,3 +96,65 @@ def hallo_config(unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[
         reference_net_conv_out=False, temporal_positions=str(positions_dtype).removeprefix("torch."),
         generation=PRESET,
     )
+
+
+@dataclass(frozen=True)
+class FaceConditions:
+    """Hallo's per-portrait face inputs. embedding: (1, 512) identity embedding (unnormalised ArcFace,
+    zeros when no face); locator: (1, 1, H, W) face-box mask for the face locator; regions: the audio
+    modules' full/face/lip masks per depth; found: whether a face was detected."""
+
+    embedding: torch.Tensor
+    locator: torch.Tensor
+    regions: RegionMasks
+    found: bool
+
+
+def face_conditions(config: EMOConfig, image: torch.Tensor, analysis=None, face_box=None, lip_box=None,
+                    embedding=None) -> FaceConditions:
+    """image: (1, 3, H, W) in [0, 1] at the model's size -> :class:`FaceConditions`.
+
+    With ``analysis`` (an :class:`emo_models.face_analysis.FaceAnalysis` on the release's
+    ``face_analysis/models``): the largest face's box grown by the preset's ``face_expand`` (1.2), lip box
+    grown 2.0 and embedding, as Hallo's ImageProcessor; no face -> the whole image and a zero embedding
+    (Hallo's fallback, with a warning). Boxes given here (pixels of ``image``) win over detection;
+    ``embedding`` (512,) likewise (default: the detected face's, or zeros without ``analysis``).
+    """
+    from ..face_analysis import NoFaceError
+    from ..region_masks import face_region, region_masks
+
+    height, width = image.shape[-2:]
+    whole = (0.0, 0.0, float(width), float(height))
+    found = False
+    if analysis is not None and (face_box is None or lip_box is None or embedding is None):
+        try:
+            inputs = analysis.face_inputs(image[0], face_expand=config.generation.face_expand, lip_expand=2.0)
+            face_box, lip_box = face_box or inputs.face_box, lip_box or inputs.lip_box
+            embedding = inputs.embedding if embedding is None else embedding
+            found = True
+        except NoFaceError:
+            warnings.warn("portrait: no face detected; using the whole image as the face region and a zero "
+                          "identity embedding, as Hallo does", stacklevel=2)
+    elif face_box is None or lip_box is None:
+        raise ValueError("portrait: Hallo needs a face box and a lip box; give the face-analysis files "
+                         "(face_analysis/models/ in the release: scrfd_10g_bnkps.onnx, glintr100.onnx) or both boxes")
+    face_box, lip_box = face_box or whole, lip_box or whole
+    vector = torch.zeros(1, config.identity_dim) if embedding is None else \
+        torch.as_tensor(np.asarray(embedding, dtype=np.float32)).reshape(1, config.identity_dim)
+    depths = len(config.unet["block_out_channels"])
+    return FaceConditions(embedding=vector, locator=face_region(face_box, height, width, channels=1),
+                          regions=region_masks(face_box, lip_box, height, width, depths, config.vae_scale),
+                          found=found)
+
+
+def portrait_conditions(pipeline, image: torch.Tensor) -> FaceConditions:
+    """:func:`face_conditions` with the face-analysis files found beside the release
+    (``pipeline.face_analysis_folders``, set by the loader); a missing file is an error naming it and
+    every folder searched."""
+    from ..face_analysis import FaceAnalysis
+
+    analysis = FaceAnalysis.from_folder(list(pipeline.face_analysis_folders))
+    try:
+        return face_conditions(pipeline.config, image, analysis)
+    finally:
+        analysis.close()

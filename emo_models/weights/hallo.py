@@ -236,6 +236,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     if meta:
         raise WeightsError(f"{release.net}: weights never loaded: {short_list(meta)}")
     pipeline.to(device=device, dtype=dtype)
+    pipeline.face_analysis_folders = [release.root / FACE_ANALYSIS, release.root]
     return pipeline, reports
 
 
