@@ -47,6 +47,10 @@ class RegionMasks:
         """The masks of a subset of the v videos."""
         return replace(self, **{r: tuple(m[index] for m in getattr(self, r)) for r in REGIONS})
 
+    def to(self, device=None, dtype=None) -> RegionMasks:
+        """The masks on ``device`` / ``dtype``."""
+        return replace(self, **{r: tuple(m.to(device, dtype) for m in getattr(self, r)) for r in REGIONS})
+
     def repeat(self, videos: int) -> RegionMasks:
         """The masks of one video (v = 1) for ``videos`` videos (expanded views)."""
         return replace(self, **{r: tuple(m.expand(videos, -1) for m in getattr(self, r)) for r in REGIONS})

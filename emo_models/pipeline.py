@@ -29,7 +29,8 @@ class ReferenceEncoding:
     """A reference portrait, encoded once. latent: (1, 4, h, w); features: attn1 name -> (1, hw, c).
 
     identity: (1, K, D) identity tokens and regions: the audio modules' full/face/lip masks, for models
-    that read them (Hallo's: see :mod:`emo_models.families.hallo`), else None.
+    that read them (Hallo's: see :mod:`emo_models.families.hallo`), else None; locator: (1, 1, H, W) the
+    face-locator mask found with them (used when no face mask is given), else None.
     """
 
     latent: torch.Tensor
@@ -37,6 +38,7 @@ class ReferenceEncoding:
     image: torch.Tensor  # (1, 3, H, W) in [0, 1], at the model's size
     identity: torch.Tensor | None = None
     regions: RegionMasks | None = None
+    locator: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

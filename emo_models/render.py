@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import EMOConfig
-from .face_region import FaceBox, frame_portrait, locator_mask
+from .face_region import FaceBox, Portrait, frame_portrait, locator_mask
 from .guidance import Guidance
 from .model import ClipCondition
 from .pipeline import AudioEncoding, EMOPipeline, GenerationCancelled, ReferenceEncoding
@@ -247,6 +247,30 @@ def render(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: AudioEnco
 
 
 @torch.no_grad()
+def encode_portrait(pipeline: EMOPipeline, portrait: Portrait) -> ReferenceEncoding:
+    """A fitted portrait -> its :class:`ReferenceEncoding` with the face inputs the model reads: none for
+    EMO's; identity embedding, region masks and face-locator box for models with identity tokens (Hallo's,
+    from the release's face-analysis files: :func:`emo_models.families.hallo.portrait_conditions`)."""
+    if pipeline.model.identity_projection is None:
+        return pipeline.encode_reference(portrait.image)
+    from dataclasses import replace
+
+    from .families.hallo import portrait_conditions
+
+    faces = portrait_conditions(pipeline, portrait.image)
+    return replace(pipeline.encode_reference(portrait.image, faces.embedding, faces.regions), locator=faces.locator)
+
+
+def face_locator_region(reference: ReferenceEncoding, portrait: Portrait, config: EMOConfig,
+                        face_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The face-locator mask (1, 1, H, W): a given mask (drawn on the original image) wins; else the one found
+    with the reference's face inputs (Hallo's); else :func:`~emo_models.face_region.locator_mask`'s policy."""
+    if face_mask is None and reference.locator is not None:
+        return reference.locator
+    return locator_mask(portrait, config.generation, mask=face_mask)
+
+
+@torch.no_grad()
 def animate(pipeline: EMOPipeline, image: torch.Tensor, waveform, sample_rate: int, settings: RenderSettings, *,
             crop: str = "center", face_box: FaceBox | tuple | None = None, face_mask: torch.Tensor | None = None,
             width: int | None = None, height: int | None = None, fps: float | None = None, audio_name: str = "audio",
@@ -263,14 +287,7 @@ def animate(pipeline: EMOPipeline, image: torch.Tensor, waveform, sample_rate: i
     config = pipeline.config
     portrait = frame_portrait(image, config.width if width is None else width, config.height if height is None else height,
                               crop=crop, face_box=face_box, detect=config.generation.detect_face)
-    if pipeline.model.identity_projection is not None:  # Hallo's face inputs: identity, face/lip regions
-        from .families.hallo import portrait_conditions
-
-        faces = portrait_conditions(pipeline, portrait.image)
-        mask = faces.locator if face_mask is None else locator_mask(portrait, config.generation, mask=face_mask)
-        reference = pipeline.encode_reference(portrait.image, faces.embedding, faces.regions)
-    else:
-        mask = locator_mask(portrait, config.generation, mask=face_mask)
-        reference = pipeline.encode_reference(portrait.image)
+    reference = encode_portrait(pipeline, portrait)
+    mask = face_locator_region(reference, portrait, config, face_mask)
     audio = pipeline.encode_audio(waveform, sample_rate, fps=fps, name=audio_name)
     return audio, render_clips(pipeline, reference, audio, mask, settings, on_step=on_step, should_stop=should_stop)

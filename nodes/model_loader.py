@@ -30,8 +30,14 @@ class EMOModules(torch.nn.Module):
 
 
 def native_checkpoints() -> list[str]:
-    """EMO checkpoint folders (with config.json) under models/emo."""
-    return comfy_bridge.model_folders("emo", "config.json")
+    """Model folders under models/emo: EMO checkpoints (config.json) and Hallo releases (hallo/net.pth,
+    listed by the release folder; the config files inside a release are not models of their own)."""
+    releases = [f.removesuffix("/hallo") for f in comfy_bridge.model_folders("emo", "net.pth")
+                if f == "hallo" or f.endswith("/hallo")]
+    releases = [f for f in releases if f != "hallo"]  # a bare hallo/ folder directly in models/emo: no name
+    natives = [f for f in comfy_bridge.model_folders("emo", "config.json")
+               if not any(f == r or f.startswith(r + "/") for r in releases)]
+    return sorted(natives + releases)
 
 
 def base_models() -> list[str]:
@@ -80,7 +86,8 @@ class LoadEMOModel:
 
         return {"required": {
             "checkpoint": ([*native_checkpoints(), ASSEMBLE], {"tooltip": "A native EMO checkpoint folder in "
-                           "models/emo (config.json + safetensors), or assemble one from the parts below."}),
+                           "models/emo (config.json + safetensors), a Hallo release there (models/emo/<name>/ with "
+                           "hallo/net.pth, see the README), or assemble one from the parts below."}),
             "base_model": choice(base_models(), "Assemble only: SD-1.5 from models/checkpoints (single file) or "
                                  "models/diffusers (folder); its UNet fills the backbone and ReferenceNet."),
             "vae": choice(comfy_bridge.model_files("vae"), "Assemble only: a VAE from models/vae; (none) uses "

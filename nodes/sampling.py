@@ -83,14 +83,13 @@ def render_settings(config, frames: int, *, steps, cfg, reference_cfg, audio_cfg
 
 def render_video(emo_model, reference, audio, *, face_mask=None, speed=None, previous_frames=None, **widgets):
     """The one render path with ComfyUI's progress (a preview per step) and cancel -> Rendered (frames, latents)."""
-    from emo_models.face_region import locator_mask
     from emo_models.pipeline import GenerationCancelled
-    from emo_models.render import render
+    from emo_models.render import face_locator_region, render
 
     pipeline = emo_model.loaded()
     settings = render_settings(pipeline.config, audio.frames, speed=speed, **widgets)
     mask = None if face_mask is None else mask_to_model(face_mask, "face_mask")
-    region = locator_mask(reference.portrait, pipeline.config.generation, mask)
+    region = face_locator_region(reference.encoding, reference.portrait, pipeline.config, mask)
     bar = comfy_bridge.progress_bar(math.ceil(audio.frames / settings.frames_per_clip) * settings.steps)
 
     def on_step(done, total, latents):

@@ -20,6 +20,7 @@ from emo_models.model import ClipCondition
 from emo_models.render import RenderSettings
 from tests.face_analysis_files import write_hallo_face_analysis, write_scrfd_constant
 from tests.hallo_files import write_hallo_release
+from tests.test_nodes import load_pack, models_dir, run_node, speech  # noqa: F401  (models_dir: a fixture)
 
 FACE = dict(stride=32, row=7, col=9, anchor=0, score=0.9, box=[2.0, 2.5, 2.0, 2.5],
             kps=[-1.0, -1.0, 1.0, -1.0, 0.0, 0.0, -0.8, 1.2, 0.8, 1.2])
@@ -99,3 +100,21 @@ def test_generate_renders_a_hallo_release_through_the_one_render_path(pipeline):
                                    on_step=lambda done, total, latents: steps.append((done, total)))
     assert frames.shape == (7, 3, 128, 128) and torch.isfinite(frames).all()
     assert steps == [(1, 2), (2, 2)]  # 2 clips x 1 step
+
+
+def test_nodes_list_a_hallo_release_in_models_emo_and_render_with_it(models_dir):  # noqa: F811 (the fixture)
+    release = models_dir / "emo" / "hallo_tiny"
+    write_hallo_release(release)
+    write_hallo_face_analysis(release, detector=lambda p: write_scrfd_constant(p, [FACE]), landmarker=False)
+    listed = load_pack().NODE_CLASS_MAPPINGS["EMOLoadModel"].INPUT_TYPES()["required"]["checkpoint"][0]
+    assert "hallo_tiny" in listed and not any(name.startswith("hallo_tiny/") for name in listed)
+    (model,) = run_node("EMOLoadModel", checkpoint="hallo_tiny")
+    reference, fitted = run_node("EMOEncodeReference", emo_model=model, image=torch.rand(1, 150, 130, 3))
+    assert reference.encoding.identity is not None and reference.encoding.locator.shape == (1, 1, 128, 128)
+    audio, _, frames, fps = run_node("EMOAudioFeatures", emo_model=model, audio=speech(0.2))
+    assert (frames, fps) == (5, 25.0)  # ceil(0.2 s x 25), the release's rule
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images, _ = run_node("EMOSampler", emo_model=model, reference=reference, emo_audio=audio, steps=1,
+                             frames_per_clip=4, motion_frames=2)
+    assert images.shape == (5, 128, 128, 3) and torch.isfinite(images).all()
