@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     spec = meta["release_harness_json"]["spec"]
     # the clip geometry the reference ran with (Hallo's 16 + 2 unless the harness changed it)
     pipeline.config.frames_per_clip, pipeline.config.motion_frames = spec["n_sample_frames"], spec["n_motion_frames"]
-    print(f"loaded {args.release} ({pipeline.config.family}) in {time.time() - started:.1f} s", flush=True)
+    print(f"loaded {args.release} ({pipeline.config.name}) in {time.time() - started:.1f} s", flush=True)
     ours = {}
     with torch.no_grad():
         features = hallo_audio(pipeline, ref["inputs.waveform"])

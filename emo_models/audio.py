@@ -5,6 +5,10 @@ second) are linearly resampled to the video's frame count *before* the transform
 and the outputs of every transformer layer are kept → ``(F, L, C)``. ``audio_windows`` stacks each
 frame with its ±m neighbours (edge-clamped) → ``(F, 2m+1, L, C)``. :class:`AudioProjection` turns one
 frame's window into the tokens the backbone's audio-attention reads.
+
+One audio-encoder interface for every family: :func:`build_audio_encoder` and :func:`encode_audio_windows`
+dispatch on ``config.audio_encoder_type`` (``wav2vec2`` here, ``whisper`` in whisper_audio.py), and
+:func:`build_audio_projection` gives EMO's projection or raw window tokens (EchoMimic).
 """
 
 from __future__ import annotations
@@ -12,26 +16,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange
 from torch import nn
 
 from .config import EMOConfig
 
 
-def normalize_waveform(wave: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance, as wav2vec2's feature extractor does. wave: (T,) -> (T,)."""
-    return (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
+def normalize_waveform(wave: torch.Tensor, stats: tuple[float, float] | None = None) -> torch.Tensor:
+    """Zero mean, unit variance, as wav2vec2's feature extractor does. wave: (T,) -> (T,).
+
+    stats: (mean, variance) to use instead of ``wave``'s own (a window of a longer audio is normalised
+    with the whole audio's, so every window hears the same loudness)."""
+    if stats is None:
+        return (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
+    mean, var = stats
+    return (wave - mean) / float(np.sqrt(var + 1e-7))
 
 
 @torch.no_grad()
 def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_frames: int,
-                   pad_samples: int = 0) -> torch.Tensor:
-    """All transformer-layer outputs of wav2vec2, one row per video frame.
+                   stats: tuple[float, float] | None = None, pad_samples: int = 0) -> torch.Tensor:
+    """All transformer-layer outputs of wav2vec2, one row per video frame, in one pass.
 
     wave: (T,) mono at the encoder's sample rate (16 kHz) -> (num_frames, L, C), float32 on wav2vec2's
-    device. ``pad_samples`` zeros are appended to the normalised waveform first (Hallo pads the audio
-    to whole clips this way, which moves the interpolation grid; ``num_frames`` then counts the padded
-    frames). Works with transformers 4.x and 5.x (the encoder layers are run one by one).
+    device. stats: see :func:`normalize_waveform`. ``pad_samples`` zeros are appended to the normalised
+    waveform (Hallo pads the audio to whole clips this way, which moves the interpolation grid;
+    ``num_frames`` then counts the padded frames). Works with transformers 4.x and 5.x (the encoder
+    layers are run one by one). Long audio is encoded in windows (:mod:`emo_models.audio_encoding`).
     """
     if num_frames < 1:
         raise ValueError(f"audio: {num_frames} video frames requested; the clip is too short for one frame")
@@ -39,7 +51,7 @@ def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_fra
     wave = torch.as_tensor(np.asarray(wave, dtype=np.float32)).to(param.device)
     if wave.numel() < 400:
         raise ValueError(f"audio: {wave.numel()} samples is too short for wav2vec2; give at least 25 ms at 16 kHz")
-    x = F.pad(normalize_waveform(wave), (0, int(pad_samples)))[None].to(param.dtype)
+    x = F.pad(normalize_waveform(wave, stats), (0, int(pad_samples)))[None].to(param.dtype)
     cnn = wav2vec2.feature_extractor(x)  # (1, C_cnn, T50)
     cnn = F.interpolate(cnn.float(), size=num_frames, mode="linear", align_corners=True).to(param.dtype)
     hidden, _ = wav2vec2.feature_projection(cnn.transpose(1, 2))
@@ -56,6 +68,16 @@ def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_fra
     if stable:
         layers[-1] = encoder.layer_norm(layers[-1])
     return torch.stack(layers, dim=2)[0].float()
+
+
+def conv_geometry(wav2vec2: nn.Module) -> tuple[int, int]:
+    """(stride, receptive field) in samples of wav2vec2's convolutional feature extractor (320, 400 for base)."""
+    config = wav2vec2.config
+    stride, field = 1, 1
+    for kernel, step in zip(config.conv_kernel, config.conv_stride):
+        field += (kernel - 1) * stride
+        stride *= step
+    return stride, field
 
 
 def audio_windows(features: torch.Tensor, window: int) -> torch.Tensor:
@@ -96,3 +118,69 @@ def build_wav2vec2(config: EMOConfig) -> nn.Module:
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     return Wav2Vec2Model(Wav2Vec2Config(**config.audio_encoder)).eval()
+
+
+class RawAudioTokens(nn.Module):
+    """No projection: a frame's window of encoder states is its tokens (EchoMimic).
+
+    windows: (..., W, L, C) -> tokens (..., W·L, C), window-major as EchoMimic's ``reshape(-1, 384)``.
+    """
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return rearrange(windows, "... w l c -> ... (w l) c")
+
+
+class AudioAttnProcessor(AttnProcessor2_0):
+    """Audio-attention (the backbone's ``attn2``) with its output multiplied by ``scale``.
+
+    hidden: (b·f, hw, c); audio tokens: (b·f, K, D) -> scale · attention (b·f, hw, c).
+    """
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = float(scale)
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return super().__call__(attn, hidden_states, *args, **kwargs) * self.scale
+
+
+def install_audio_attention_scale(backbone: nn.Module, scale: float) -> None:
+    """Put :class:`AudioAttnProcessor` on every ``attn2`` of the backbone (no-op for scale 1)."""
+    if scale == 1.0:
+        return
+    backbone.set_attn_processor({name: AudioAttnProcessor(scale) if name.endswith("attn2.processor") else current
+                                 for name, current in backbone.attn_processors.items()})
+
+
+def build_audio_projection(config: EMOConfig) -> nn.Module:
+    """EMO's :class:`AudioProjection` (``audio_projection="mlp"``) or :class:`RawAudioTokens` (``"none"``)."""
+    if config.audio_projection == "none":
+        return RawAudioTokens()
+    if config.audio_projection != "mlp":
+        raise ValueError(f"config: audio_projection {config.audio_projection!r}; expected 'mlp' or 'none'")
+    return AudioProjection(config)
+
+
+def build_audio_encoder(config: EMOConfig) -> nn.Module:
+    """A randomly initialised audio encoder of the configured type and size (real weights come from weights/)."""
+    if config.audio_encoder_type == "whisper":
+        from .whisper_audio import build_whisper_encoder
+
+        return build_whisper_encoder(config.audio_encoder)
+    if config.audio_encoder_type != "wav2vec2":
+        raise ValueError(f"config: audio_encoder_type {config.audio_encoder_type!r}; expected 'wav2vec2' or 'whisper'")
+    return build_wav2vec2(config)
+
+
+def encode_audio_windows(config: EMOConfig, encoder: nn.Module, wave: np.ndarray, fps: float,
+                         frames: int) -> torch.Tensor:
+    """Per-video-frame audio windows. wave: (T,) mono at ``config.audio_sample_rate`` -> (F, W, L, C).
+
+    frames: F, the caller's frame count (:meth:`~emo_models.pipeline.EMOPipeline.count_frames`; an
+    EchoMimic checkpoint counts with ``frame_rounding="whisper"``, a frame or two past the audio).
+    """
+    if config.audio_encoder_type == "whisper":
+        from .whisper_audio import whisper_features, whisper_windows
+
+        return whisper_windows(whisper_features(encoder, wave), fps, config.audio_window, frames=frames)
+    return audio_windows(audio_features(encoder, wave, frames), config.audio_window)

@@ -38,6 +38,7 @@ COMMANDS = (
     Command("generate", "emo_models.cli_generate:generate", "portrait + audio -> talking-portrait mp4 with the audio"),
     Command("demo", "emo_models.cli_generate:demo", "the bundled demo model animates its sample (or your portrait + audio)"),
     Command("init", "emo_models.cli_checkpoint:init", "assemble a native EMO checkpoint from SD-1.5/AnimateDiff/wav2vec2 parts"),
+    Command("convert", "emo_models.cli_checkpoint:convert", "an open family's release (--from echomimic) -> a native EMO checkpoint"),
     Command("inspect", "emo_models.cli_checkpoint:inspect", "what a weights file or folder is, and how it differs from ours"),
     Command("prepare", "emo_models.training.prepare:prepare", "talking-head videos -> a clip dataset for `train`"),
     Command("train", "emo_models.training.cli:train", "train one stage (1 images, 2 video, 3 speed) with accelerate"),
@@ -58,6 +59,24 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 # ---- shared option helpers -----------------------------------------------------------------------
+FLAGS = {"first_clip_motion": "--first-clip"}  # where a flag is not the option's name with dashes
+
+
+def flag(name: str) -> str:
+    """How the CLI spells an option in errors: ``cfg_audio`` -> ``--cfg-audio``."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def add_option(group, name: str, default=None, **extra) -> None:
+    """An option of the one range table (:data:`~emo_models.options.OPTIONS`): parsed and range-checked
+    by argparse (an error names the flag, the value and the range), help from the table."""
+    from .options import OPTIONS
+
+    option = OPTIONS[name]
+    group.add_argument(option.flag, type=option.parse, default=default, help=option.help(),
+                       metavar=name.upper().split("_")[0], **extra)
+
+
 def add_framing_options(parser: argparse.ArgumentParser) -> None:
     """How the portrait becomes the model's frame, and the video's frame rate (``generate`` and ``demo``)."""
     from .face_region import CROP_MODES
@@ -70,34 +89,45 @@ def add_framing_options(parser: argparse.ArgumentParser) -> None:
                    help="the face region in the input image, as fractions (0.25,0.1,0.75,0.6) or pixels: the "
                         "face-locator mask (and the face crop). default: detect the face, else the checkpoint's "
                         "face box, with a warning")
-    g.add_argument("--fps", type=float, default=None, help=f"video frame rate ({FROM_CHECKPOINT})")
-    g.add_argument("--width", type=int, default=None, help=f"frame width in pixels, a multiple of 64 ({FROM_CHECKPOINT})")
-    g.add_argument("--height", type=int, default=None, help=f"frame height in pixels ({FROM_CHECKPOINT})")
+    for name in ("fps", "width", "height"):
+        add_option(g, name)
 
 
 def add_render_options(parser: argparse.ArgumentParser) -> None:
     """Sampling options; each defaults to the checkpoint's preset (``generate`` and ``demo``)."""
-    from .preset import FIRST_CLIP_MOTION
+    from .preset import FIRST_CLIP_MOTION, SAMPLERS
     from .schedulers import SCHEDULERS
+    from .speed_presets import SPEED_HELP, speed_argument
 
     g = parser.add_argument_group("sampling")
-    g.add_argument("--steps", type=int, default=None, help=f"denoising steps per clip ({FROM_CHECKPOINT})")
-    g.add_argument("--cfg", type=float, default=None,
-                   help=f"guidance scale, unconditional vs full: 2 passes per step; 1 = off ({FROM_CHECKPOINT})")
-    g.add_argument("--cfg-reference", type=float, default=None,
-                   help=f"separate guidance scale for the reference; unequal scales cost a 3rd pass ({FROM_CHECKPOINT} "
-                        "or --cfg)")
-    g.add_argument("--cfg-audio", type=float, default=None,
-                   help=f"separate guidance scale for the audio ({FROM_CHECKPOINT} or --cfg)")
+    add_option(g, "steps")
+    for name in ("cfg", "cfg_reference", "cfg_audio"):
+        add_option(g, name)
     g.add_argument("--scheduler", default=None, choices=list(SCHEDULERS), help=f"sampler ({FROM_CHECKPOINT})")
-    g.add_argument("--speed", type=float, default=None,
-                   help=f"head motion in degrees/frame, 0.1-1.0 speech, 1.0-1.3 singing ({FROM_CHECKPOINT})")
-    g.add_argument("--frames-per-clip", type=int, default=None, help=f"new frames per clip ({FROM_CHECKPOINT})")
-    g.add_argument("--motion-frames", type=int, default=None,
-                   help=f"frames of the previous clip each clip continues ({FROM_CHECKPOINT})")
-    g.add_argument("--first-clip", default=None, choices=FIRST_CLIP_MOTION,
+    g.add_argument("--speed", type=speed_argument, default=None, metavar="DEG_PER_FRAME|PRESET",
+                   help=f"{SPEED_HELP} ({FROM_CHECKPOINT})")
+    for name in ("frames_per_clip", "motion_frames"):
+        add_option(g, name)
+    g.add_argument(flag("first_clip_motion"), dest="first_clip", default=None, choices=FIRST_CLIP_MOTION,
                    help=f"motion frames of the first clip: the reference repeated, or none ({FROM_CHECKPOINT})")
-    g.add_argument("--seed", type=int, default=0, help="noise seed; the same seed and inputs give the same video")
+    g.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="motion_frames: clip by clip, each continuing the one before; context_windows: every step "
+                        f"denoises the whole video in overlapping windows of frames-per-clip ({FROM_CHECKPOINT})")
+    add_option(g, "context_overlap")
+    add_option(g, "seed", default=0)
+
+
+def add_audio_options(parser: argparse.ArgumentParser) -> None:
+    """What the model hears (``generate`` and ``demo``): the audio as given, or its isolated vocals."""
+    from .vocals import AUTO, BUILTIN, HALLO_FOLDER
+
+    g = parser.add_argument_group("audio")
+    g.add_argument("--isolate-vocals", nargs="?", const=AUTO, default=None, metavar="METHOD|PATH",
+                   help="separate the vocals from the music first: the model hears the vocals, the video keeps the "
+                        f"original mix. {AUTO} (the flag alone): an MDX-Net .onnx in the checkpoint's "
+                        f"{HALLO_FOLDER}/ folder, else {BUILTIN}; {BUILTIN} (no weights); or the path of an "
+                        "MDX-Net .onnx such as Kim_Vocal_2.onnx (needs onnxruntime). default: off, the model hears "
+                        "the audio as given")
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -105,19 +135,27 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     from .devices import DTYPES
 
     g = parser.add_argument_group("device")
-    g.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda or cuda:N")
+    g.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda or cuda:N; one "
+                   "that is not on this machine is refused before loading")
     g.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="weights precision; auto: fp16 on a "
                    "GPU, fp32 on the CPU")
 
 
+def add_force_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--force``: allow writing over what exists at ``--out`` (never deleting what this did not write)."""
+    parser.add_argument("--force", action="store_true", help=f"replace {what} (without it, an existing one is an "
+                        "error before any work)")
+
+
 def render_settings(config, args):
-    """The :class:`~emo_models.render.RenderSettings` of ``add_render_options``' options."""
+    """The :class:`~emo_models.render.RenderSettings` of ``add_render_options``' options (errors name flags)."""
     from .render import RenderSettings
 
     return RenderSettings.from_config(
         config, steps=args.steps, scheduler=args.scheduler, cfg=args.cfg, cfg_reference=args.cfg_reference,
         cfg_audio=args.cfg_audio, frames_per_clip=args.frames_per_clip, motion_frames=args.motion_frames,
-        first_clip_motion=args.first_clip, seed=args.seed, speed=args.speed)
+        first_clip_motion=args.first_clip, seed=args.seed, speed=args.speed, sampler=args.sampler,
+        context_overlap=args.context_overlap, label=flag)
 
 
 # ---- the parser and the entry point --------------------------------------------------------------
@@ -141,14 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(only=chosen if chosen in {c.name for c in COMMANDS} else "").parse_args(argv)
     _show_warnings()
+    from .atomic_output import Terminated, stop_signals_as_exceptions
+
     try:
-        return int(args.run(args) or 0)
+        with stop_signals_as_exceptions():  # SIGTERM/SIGHUP stop a command as cleanly as Ctrl-C does
+            return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        signum = stop.signum if isinstance(stop, Terminated) else 2  # SIGINT
+        print(f"interrupted ({'Ctrl-C' if signum == 2 else stop}): no partial output was left", file=sys.stderr)
+        return 128 + signum
 
 
 def _show_warnings() -> None:

@@ -1,8 +1,11 @@
-"""``init`` and ``inspect``: make a native EMO checkpoint from parts, and say what a weights file is."""
+"""``init``, ``convert`` and ``inspect``: make a native EMO checkpoint from parts or from an open family's
+release, and say what a weights file is."""
 
 from __future__ import annotations
 
 import argparse
+
+from .cli import add_force_option
 
 
 def add_init_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,29 +27,60 @@ def add_init_arguments(parser: argparse.ArgumentParser) -> None:
                         "temporal modules (default: none, random)")
     parser.add_argument("--audio-encoder", default=None, help="wav2vec2 folder or .safetensors (default: none, random)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    add_force_option(parser, "the checkpoint files in an existing, non-empty --out folder (other files there "
+                     "are kept)")
 
 
 def run_init(args) -> int:
-    """Write a native EMO checkpoint assembled from SD-1.5, AnimateDiff and wav2vec2 parts."""
+    """Write a native EMO checkpoint assembled from SD-1.5, AnimateDiff and wav2vec2 parts; the output
+    folder is checked before any part is read, and the report says loudly which parts stay random."""
     import torch
 
     from .config import get_config
-    from .loading import assemble, save_pipeline
+    from .loading import assemble, assembly_report, save_pipeline
+    from .weights.native import check_checkpoint_output
 
+    check_checkpoint_output(args.out, force=args.force, option="--out")
     torch.manual_seed(args.seed)
-    pipeline, reports = assemble(get_config(args.config), base=args.base, vae=args.vae,
-                                 motion_module=args.motion_module, audio_encoder=args.audio_encoder)
+    sources = {"base": args.base, "vae": args.vae, "motion_module": args.motion_module,
+               "audio_encoder": args.audio_encoder}
+    pipeline, reports = assemble(get_config(args.config), **sources)
+    print(assembly_report(pipeline, reports, sources))
+    sources = {k: str(v) for k, v in sources.items() if v}
+    save_pipeline(pipeline, args.out, metadata={"created_by": "emo_models init", "config": args.config,
+                                                "sources": sources, "seed": args.seed},
+                  force=args.force, option="--out")
+    print(f"wrote EMO checkpoint {args.out} ({args.config})")
+    return 0
+
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``convert`` (the family table: emo_models.families.FAMILIES)."""
+    from .families import FAMILIES
+
+    variants = sorted({v for family in FAMILIES.values() for v in family.variants})
+    parser.description = ("Convert an open EMO-family release, as its users download it, to a native EMO "
+                          "checkpoint folder (config.json with the family's generation preset + one safetensors per "
+                          "component), keeping the release's precisions. The release folder itself also loads "
+                          "directly; a native folder loads faster and needs no .pth unpickling.")
+    parser.add_argument("--from", dest="family", required=True, choices=sorted(FAMILIES),
+                        help="the family whose release SOURCE is")
+    parser.add_argument("source", help="the release folder (e.g. EchoMimic's pretrained_weights/)")
+    parser.add_argument("out", help="native checkpoint folder to write (e.g. ComfyUI/models/emo/echomimic)")
+    parser.add_argument("--variant", default=None, choices=variants or None,
+                        help="which weight set of the release (EchoMimic: standard, or acc = the *_acc.pth 6-step "
+                             "weights); default: the standard one, else the only one present")
+
+
+def run_convert(args) -> int:
+    """Write a family release as a native EMO checkpoint folder."""
+    from .loading import convert_release
+
+    out, reports = convert_release(args.family, args.source, args.out, variant=args.variant)
     for report in reports:
         print(report)
-    sources = {k: str(v) for k, v in (("base", args.base), ("vae", args.vae), ("motion_module", args.motion_module),
-                                      ("audio_encoder", args.audio_encoder)) if v}
-    save_pipeline(pipeline, args.out, metadata={"created_by": "emo_models init", "config": args.config,
-                                                "sources": sources, "seed": args.seed})
-    random = [name for name, given in (("base", args.base), ("motion module", args.motion_module),
-                                       ("audio encoder", args.audio_encoder)) if not given]
-    print(f"wrote EMO checkpoint {args.out} ({args.config})"
-          + (f"; random-initialised: {', '.join(random)} and EMO's new layers" if random else
-             "; EMO's new layers are random-initialised until trained"))
+    print(f"wrote EMO checkpoint {out} (from {args.family}{f' {args.variant}' if args.variant else ''} release "
+          f"{args.source})")
     return 0
 
 

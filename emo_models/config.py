@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,14 @@ class EMOConfig:
     ``width`` and ``height`` also the defaults generation uses. generation: the rest of the sampling
     defaults the checkpoint was trained for (:class:`~emo_models.preset.GenerationPreset`).
 
-    Options for the open relatives (defaults = EMO as the paper describes it; Hallo sets them all):
-    family: which model family the weights belong to (``emo``, ``hallo``), for presets and detection.
+    Family options (EchoMimic and Hallo set them; EMO keeps the defaults): audio_encoder_type "wav2vec2" |
+    "whisper" (then ``audio_encoder`` holds ``WhisperConfig`` kwargs); audio_projection "mlp" (EMO's
+    AudioProjection) | "none" (raw window tokens); audio_attention_scale multiplies audio-attention's
+    output; reference_net_attn2 / reference_net_conv_out: False builds the ReferenceNet without its
+    cross-attention (attn2, norm2) or without conv_norm_out/conv_out; reference_feature_dtype
+    "float16" rounds the ReferenceNet's features through float16 as EchoMimic's and Hallo's code do;
+    temporal_positions: the precision a checkpoint stored the temporal positional encoding in (its model
+    ran with those rounded values: ``float16`` for EchoMimic's fp16 releases and Hallo's net.pth).
     identity_tokens: > 0 adds an identity projection (a face-recognition embedding of ``identity_dim``
     -> that many tokens) read by both UNets' cross-attention; audio then goes through audio modules.
     audio_modules: audio-attention as separate blocks after each attention layer, weighted by
@@ -88,16 +95,9 @@ class EMOConfig:
     reference_pairing: ``branch`` (each guidance branch's ReferenceNet run reads its own identity
     tokens, each frame its own branch's reference) or ``alternating`` (Hallo's batching: ReferenceNet
     input p reads branch p mod v's identity tokens, backbone frame row i reads reference i mod v).
-    temporal_positions: precision the temporal positional encoding was stored in (``float16`` for
-    Hallo's net.pth: its inference loads those rounded values).
-    reference_feature_dtype: "" or a dtype name the ReferenceNet's features are rounded through before
-    the backbone reads them (``float16`` for Hallo, whose reference-attention control casts them so).
-    reference_net_conv_out: False builds the ReferenceNet without its output layers (only its
-    attention inputs are ever read; Hallo's weights have none).
     """
 
     name: str = "full"
-    family: str = "emo"
     unet: dict[str, Any] = field(default_factory=lambda: dict(SD15_UNET))
     vae: dict[str, Any] = field(default_factory=lambda: dict(SD15_VAE))
     audio_encoder: dict[str, Any] = field(default_factory=lambda: dict(WAV2VEC2_BASE))
@@ -120,15 +120,20 @@ class EMOConfig:
     face_locator_channels: tuple[int, ...] = (16, 32, 64, 128)
     face_locator_in: int = 1
     generation: GenerationPreset = field(default_factory=GenerationPreset)
+    # model-family options; the defaults are EMO's, so existing checkpoints load unchanged
+    audio_encoder_type: str = "wav2vec2"
+    audio_projection: str = "mlp"
+    audio_attention_scale: float = 1.0
+    reference_net_attn2: bool = True
+    reference_net_conv_out: bool = True
+    reference_feature_dtype: str = ""
+    temporal_positions: str = "float32"
     identity_tokens: int = 0
     identity_dim: int = 512
     audio_modules: bool = False
     audio_attention_dim: int | None = None
     motion_features: str = "layer_output"
     reference_pairing: str = "branch"
-    temporal_positions: str = "float32"
-    reference_feature_dtype: str = ""
-    reference_net_conv_out: bool = True
 
     def __post_init__(self):
         for name, allowed in (("motion_features", MOTION_FEATURES), ("reference_pairing", REFERENCE_PAIRINGS),
@@ -146,13 +151,28 @@ class EMOConfig:
 
     @property
     def audio_layers(self) -> int:
-        """L: wav2vec2 transformer layers whose hidden states feed the audio projection."""
+        """L: hidden states per audio frame (wav2vec2: its layers; whisper: embedding + blocks)."""
+        if self.audio_encoder_type == "whisper":
+            return int(self.audio_encoder["encoder_layers"]) + 1
         return int(self.audio_encoder["num_hidden_layers"])
 
     @property
     def audio_channels(self) -> int:
-        """C: wav2vec2 hidden size."""
+        """C: the audio encoder's hidden size."""
+        if self.audio_encoder_type == "whisper":
+            return int(self.audio_encoder["d_model"])
         return int(self.audio_encoder["hidden_size"])
+
+    @property
+    def audio_window_frames(self) -> int:
+        """W: audio frames per video frame's window (wav2vec2: 2m+1 video frames; whisper: 2(2m+1) at 50 Hz)."""
+        frames = 2 * self.audio_window + 1
+        return 2 * frames if self.audio_encoder_type == "whisper" else frames
+
+    @property
+    def audio_token_count(self) -> int:
+        """K: audio tokens per frame that audio-attention reads."""
+        return self.audio_window_frames * self.audio_layers if self.audio_projection == "none" else self.audio_tokens
 
     @property
     def cross_attention_dim(self) -> int:
@@ -169,19 +189,32 @@ class EMOConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EMOConfig:
-        """Inverse of :meth:`to_dict`; refuses unknown fields by name."""
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> EMOConfig:
+        """Inverse of :meth:`to_dict`; refuses (ValueError naming ``source`` and the field) unknown or
+        missing fields and values of the wrong type or sign."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: holds a JSON {type(data).__name__}; expected an object with the model's "
+                             "fields (write one with `python -m emo_models init`)")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"config: unknown fields {unknown}; expected only {sorted(known)}")
+            raise ValueError(f"{source}: unknown fields {unknown}; expected only {sorted(known)}")
+        missing = [name for name in REQUIRED_FIELDS if name not in data]
+        if missing:
+            raise ValueError(f"{source}: missing fields {missing}; an EMO config.json describes the model's "
+                             "parts (write one with `python -m emo_models init`, or copy the checkpoint's own)")
+        for name, value in data.items():
+            if name != "generation":  # GenerationPreset checks its own fields
+                _check_field(source, name, value)
         data = dict(data)
         for key in ("unet", "vae", "audio_encoder"):
-            if key in data:
-                data[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()}
+            data[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in data[key].items()}
         if "face_locator_channels" in data:
             data["face_locator_channels"] = tuple(data["face_locator_channels"])
-        data["generation"] = GenerationPreset.from_dict(data.get("generation", {}))
+        try:
+            data["generation"] = GenerationPreset.from_dict(data.get("generation", {}))
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}; fix config.json or copy it from the checkpoint it came from") from None
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
@@ -190,12 +223,48 @@ class EMOConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> EMOConfig:
-        """Read a ``config.json`` written by :meth:`save`."""
+        """Read a ``config.json`` written by :meth:`save`; errors name the file (and the field)."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"config: cannot read {path} as JSON ({err}); expected an EMO config.json") from err
-        return cls.from_dict(data)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: cannot be read as JSON ({err}); expected an EMO config.json") from err
+        return cls.from_dict(data, source=str(path))
+
+
+REQUIRED_FIELDS = ("unet", "vae", "audio_encoder")  # the architecture; the other fields have defaults
+_PARTS = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "audio_encoder": "Wav2Vec2Config",
+          "scheduler": "scheduler config"}
+_AT_LEAST_ZERO = ("motion_frames", "audio_window", "identity_tokens")
+
+
+def _check_field(source: str, name: str, value: Any) -> None:
+    """Refuse a config field whose JSON value has the wrong type or sign, naming the field."""
+    def refuse(expected: str):
+        raise ValueError(f"{source}: field {name!r} is {json.dumps(value)[:60]} ({type(value).__name__}); "
+                         f"expected {expected}; fix config.json or copy it from the checkpoint it came from")
+
+    kind = {f.name: f.type for f in dataclasses.fields(EMOConfig)}[name]
+    least = 0 if name in _AT_LEAST_ZERO else 1
+    if name in _PARTS:
+        if not isinstance(value, dict):
+            refuse(f"an object of {_PARTS[name]} arguments")
+    elif kind == "str":
+        if not isinstance(value, str):
+            refuse("a string")
+    elif kind == "int | None" and value is None:
+        return
+    elif kind in ("int", "int | None"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            refuse(f"a whole number >= {least}" + (" or null" if kind == "int | None" else ""))
+    elif kind == "float":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            refuse("a positive number")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            refuse("true or false")
+    elif not (isinstance(value, list) and value
+              and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        refuse("a list of positive whole numbers")
 
 
 def full_config() -> EMOConfig:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .face_detect import expand_box
 from .preset import GenerationPreset
+from .validation import InputError, check_face_mask
 
 Box = tuple[float, float, float, float]
 CROP_MODES = ("center", "face", "pad", "stretch")  # "face": a centre crop around the face
@@ -45,7 +46,7 @@ class FaceBox:
         if self.fractions:
             x0, x1, y0, y1 = x0 * width, x1 * width, y0 * height, y1 * height
         if x0 >= width or y0 >= height:
-            raise ValueError(f"face box {self}: its top-left corner lies outside the {width}x{height} image; "
+            raise InputError(f"face box {self}: its top-left corner lies outside the {width}x{height} image; "
                              "give a box inside the image, as fractions (0.25,0.1,0.75,0.6) or pixels")
         return max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
 
@@ -65,11 +66,11 @@ def parse_box(text: str | None, name: str = "face box") -> FaceBox | None:
     except ValueError:
         values = ()
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{name}: {text!r}; give four numbers x0,y0,x1,y1 as fractions of the image "
+        raise InputError(f"{name}: {text!r}; give four numbers x0,y0,x1,y1 as fractions of the image "
                          "(0.25,0.1,0.75,0.6) or pixels (128,50,384,300), or 'auto' to detect the face")
     x0, y0, x1, y1 = values
     if not (x0 < x1 and y0 < y1) or min(values) < 0:
-        raise ValueError(f"{name}: {text!r} is not a box; give x0 < x1 and y0 < y1, none negative")
+        raise InputError(f"{name}: {text!r} is not a box; give x0 < x1 and y0 < y1, none negative")
     return FaceBox(values, fractions=max(values) <= 1.0)
 
 
@@ -80,7 +81,7 @@ def box_mask(box: Box, height: int, width: int) -> torch.Tensor:
     xa, xb = max(0, int(round(x0))), min(width, int(round(x1)))
     ya, yb = max(0, int(round(y0))), min(height, int(round(y1)))
     if xb <= xa or yb <= ya:
-        raise ValueError(f"face box {box}: empty inside a {width}x{height} image; give x0 < x1 and y0 < y1 in pixels")
+        raise InputError(f"face box {box}: empty inside a {width}x{height} image; give x0 < x1 and y0 < y1 in pixels")
     mask[..., ya:yb, xa:xb] = 1.0
     return mask
 
@@ -91,7 +92,7 @@ def mask_box(mask: torch.Tensor, name: str = "mask") -> Box:
     region = (mask.reshape(-1, *mask.shape[-2:]) > 0.5).any(dim=0)
     ys, xs = torch.nonzero(region, as_tuple=True)
     if ys.numel() == 0:
-        raise ValueError(f"{name}: the mask is empty (nothing above 0.5); paint the face region")
+        raise InputError(f"{name}: the mask is empty (nothing above 0.5); paint the face region")
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
@@ -166,7 +167,7 @@ def frame_portrait(image: torch.Tensor, width: int, height: int, *, crop: str = 
     box); else it is detected when ``detect``. ``face`` crop without a face is an error saying what to give.
     """
     if crop not in CROP_MODES:
-        raise ValueError(f"crop: {crop!r}; choose one of {', '.join(CROP_MODES)}")
+        raise InputError(f"crop: {crop!r}; choose one of {', '.join(CROP_MODES)}")
     source_h, source_w = (int(v) for v in image.shape[-2:])
     given = face_box is not None
     if isinstance(face_box, FaceBox):
@@ -178,7 +179,7 @@ def frame_portrait(image: torch.Tensor, width: int, height: int, *, crop: str = 
     box = None
     if crop == "face":
         if face is None:
-            raise ValueError(f"image: no face found in the {source_w}x{source_h} image; give the face region "
+            raise InputError(f"image: no face found in the {source_w}x{source_h} image; give the face region "
                              "(--face-box, or a mask in ComfyUI) or crop 'center' or 'pad'")
         box = expand_box(face, crop_expand, source_w, source_h)
     mode = "center" if crop == "face" else crop
@@ -217,7 +218,7 @@ def locator_mask(portrait: Portrait, preset: GenerationPreset, mask: torch.Tenso
     ``preset.face_box``, with a warning when the checkpoint expects faces to be detected.
     """
     if mask is not None:
-        return portrait.fit.mask(mask)
+        return portrait.fit.mask(check_face_mask(mask, *portrait.fit.source_size))
     height, width = portrait.fit.source_size
     region = face_region_box(portrait.face, preset, width, height, given=portrait.face_given)
     if region is not None:

@@ -14,10 +14,11 @@ each branch removes is built in one place, :meth:`~emo_models.model.EMOModel.gui
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+
+from .options import check_option
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,8 @@ class Guidance:
 
     def __post_init__(self):
         for name in ("scale", "reference", "audio"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                option = "cfg" if name == "scale" else f"cfg_{name}"
-                raise ValueError(f"{option}: {value!r}; give a finite guidance scale >= 0 (1 = no guidance)")
+            if getattr(self, name) is not None:
+                check_option("cfg" if name == "scale" else f"cfg_{name}", getattr(self, name))
 
     @property
     def scales(self) -> tuple[float, float]:

@@ -15,14 +15,15 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from .audio import build_wav2vec2
+from .audio import build_audio_encoder
 from .config import EMOConfig
-from .families import hallo as hallo_family
+from .families import get_family, release_family
 from .model import EMOModel
 from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
-from .weights.native import CONFIG_FILE, config_components, load_checkpoint, save_checkpoint
+from .weights.native import CONFIG_FILE, config_components, load_checkpoint, read_metadata, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
+from .weights.sanity import CheckpointReport, check_finite, untrained_after_init, untrained_parts
 
 MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder",
                "identity_projection", "audio_modules")
@@ -39,7 +40,7 @@ def build_pipeline(config: EMOConfig, empty: bool = False) -> EMOPipeline:
     with context:
         model = EMOModel(config)
         vae = AutoencoderKL(**config.vae)
-        audio_encoder = build_wav2vec2(config)
+        audio_encoder = build_audio_encoder(config)
     return EMOPipeline(model, vae, audio_encoder, config)
 
 
@@ -54,50 +55,84 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
     """A native EMO checkpoint folder, or a release of an open family as its users download it
     (Hallo's: weights/hallo.py) -> (pipeline on ``device``/``dtype``, one report per component).
 
-    Every component must be present and complete; a missing file or key is an error naming it.
+    Every component must be present and complete; a missing file or key is an error naming it, and so
+    are NaN or infinite weights (in the file, or made by the cast to ``dtype``). :func:`checkpoint_report`
+    turns the reports into what a load prints. A release of an open family as its users download it
+    (EchoMimic's ``pretrained_weights``: see :mod:`emo_models.families`) loads too, with its default weights.
     """
-    if not (Path(folder) / CONFIG_FILE).is_file() and hallo_family.is_release(folder):
-        from .weights import hallo
-
-        return hallo.load(folder, device=device, dtype=dtype)
+    if not (Path(folder) / CONFIG_FILE).is_file():
+        family = release_family(folder)
+        if family is not None:
+            return family.load(folder, device=device, dtype=dtype)
     config, state_dicts = load_checkpoint(folder)
-    expected = config_components(config)
-    absent = [name for name in expected if name not in state_dicts]
+    try:
+        pipeline = build_pipeline(config, empty=True)
+    except Exception as err:  # a config whose fields are each valid but do not fit together
+        raise WeightsError(f"{Path(folder) / 'config.json'}: the EMO model cannot be built from it "
+                           f"({type(err).__name__}: {err}); fix config.json or copy the checkpoint's own") from None
+    parts = components_of(pipeline)
+    absent = [name for name, module in parts.items() if name not in state_dicts and module.state_dict()]
     if absent:
         raise WeightsError(f"{folder}: components {absent} missing; an EMO checkpoint holds "
-                           f"{list(expected)} (write one with `python -m emo_models init`)")
-    extra = sorted(set(state_dicts) - set(expected))
+                           f"{list(config_components(config))} (write one with `python -m emo_models init`)")
+    extra = sorted(set(state_dicts) - set(parts))
     if extra:
         raise WeightsError(f"{folder}: components {extra} are not part of this config's model "
-                           f"({list(expected)}); config.json and the files disagree")
-    pipeline = build_pipeline(config, empty=True)
+                           f"({list(config_components(config))}); config.json and the files disagree")
     reports = [load_component(module, state_dicts[name], name, str(Path(folder) / f"{name}.safetensors"))
-               for name, module in components_of(pipeline).items()]
+               for name, module in parts.items() if module.state_dict()]
     meta = [n for n, p in pipeline.model.named_parameters() if p.is_meta]
     if meta:
         raise WeightsError(f"{folder}: parameters never loaded: {meta[:5]}")
     pipeline.to(device=device, dtype=dtype)
+    check_finite({name: module.state_dict() for name, module in components_of(pipeline).items()}, str(folder),
+                 dtype=dtype)
     return pipeline, reports
 
 
-def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None) -> Path:
-    """Write the pipeline as a native EMO checkpoint folder (atomically)."""
-    return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata)
+def checkpoint_report(folder: str | Path, pipeline: EMOPipeline, reports: list[LoadReport],
+                      family: str = "EMO native checkpoint") -> CheckpointReport:
+    """What loading ``folder`` gave: family, config, dtype, per-component key reports and the parts
+    that were never trained (from ``metadata.json`` and the still-zero output layers)."""
+    try:
+        metadata, notes = read_metadata(folder), []
+    except WeightsError as err:
+        metadata, notes = {}, [f"{err}; cannot tell from it which parts were trained"]
+    states = {name: module.state_dict() for name, module in components_of(pipeline).items()}
+    config = pipeline.config
+    return CheckpointReport(source=str(folder), family=family, dtype=str(pipeline.dtype).removeprefix("torch."),
+                            config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)",
+                            components=list(reports), untrained=untrained_parts(metadata, states), notes=notes)
 
 
-def convert_release(family: str, source: str | Path, out: str | Path) -> tuple[Path, list[LoadReport]]:
-    """Write a family's release (e.g. Hallo's ``pretrained_models/``) as a native EMO checkpoint folder.
+def assembly_report(pipeline: EMOPipeline, reports: list[LoadReport], sources: dict[str, object]) -> CheckpointReport:
+    """What :func:`assemble` gave: the parts loaded from ``sources`` (base, vae, motion_module,
+    audio_encoder) and, loudly, the parts left at their random initialisation."""
+    config, given = pipeline.config, {k: v for k, v in sources.items() if v}
+    return CheckpointReport(
+        source=", ".join(f"{k}={v}" for k, v in given.items()) or "nothing (all random)",
+        family="assembled from parts", dtype=str(pipeline.dtype).removeprefix("torch."),
+        config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)", components=list(reports),
+        untrained={part: "random initialisation (no weights given for it)" for part in untrained_after_init(given)})
 
-    Tensors keep the precision the release stores them in; the folder is written atomically.
-    """
-    if family != "hallo":
-        raise ValueError(f"family: unknown {family!r}; choose one of ['hallo']")
-    if not hallo_family.is_release(source):
-        raise WeightsError(f"{source}: not a {hallo_family.TITLE} release; expected {hallo_family.LAYOUT}")
-    from .weights import hallo
 
-    pipeline, reports = hallo.load(source, dtype=None)
-    metadata = {"converted_from": family, "source": str(Path(source).resolve())}
+def save_pipeline(pipeline: EMOPipeline, folder: str | Path, metadata: dict | None = None,
+                  force: bool = False, option: str = "out") -> Path:
+    """Write the pipeline as a native EMO checkpoint folder (atomically; an existing non-empty folder
+    only with ``force``, replacing just the checkpoint's files, see :func:`save_checkpoint`)."""
+    return save_checkpoint(folder, pipeline.config, components_of(pipeline), metadata, force=force, option=option)
+
+
+def convert_release(family: str, source: str | Path, out: str | Path,
+                    variant: str | None = None) -> tuple[Path, list[LoadReport]]:
+    """Write a family's release (e.g. EchoMimic's ``pretrained_weights/``) as a native EMO checkpoint folder
+    whose config.json carries the family's generation preset. Tensors keep the precision the release
+    stores them in; the folder is written atomically. variant: a weight set of the release (None: default)."""
+    found = get_family(family)
+    if not found.is_release(source):
+        raise WeightsError(f"{source}: not a {found.title} release; expected {found.layout}")
+    pipeline, reports = found.load(source, dtype=None, variant=variant)
+    metadata = {"converted_from": family, "variant": variant, "source": str(Path(source).resolve())}
     return save_pipeline(pipeline, out, metadata), reports
 
 

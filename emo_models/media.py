@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -17,7 +18,6 @@ import torch.nn.functional as F
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .media_audio import (
-    SILENCE_PEAK,
     frame_count,
     load_audio,
     prepare_waveform,
@@ -25,16 +25,28 @@ from .media_audio import (
     resample,
     trim_audio,
 )
-from .media_video import h264_encoder, probe_video, read_video, write_video
+from .media_video import (
+    VIDEO_SUFFIXES,
+    VideoWriter,
+    check_video_output,
+    h264_encoder,
+    probe_video,
+    read_video,
+    write_video,
+)
+from .validation import SILENCE_PEAK, InputError, check_image
 
 __all__ = [
-    "load_image", "check_image", "fit_image", "fit_geometry", "to_model_range", "from_model_range",
+    "load_image", "image_size", "check_image", "fit_image", "fit_geometry", "to_model_range", "from_model_range",
     "load_audio", "read_audio", "prepare_waveform", "trim_audio", "frame_count", "resample", "SILENCE_PEAK",
-    "write_video", "read_video", "probe_video", "h264_encoder",
+    "write_video", "VideoWriter", "check_video_output", "VIDEO_SUFFIXES", "read_video", "probe_video",
+    "h264_encoder",
 ]  # fmt: skip
 
-MIN_IMAGE_SIZE = 16
 FIT_MODES = ("center", "pad", "stretch")
+MAX_IMAGE_PIXELS = 160_000_000  # files above this are refused from their header, before decoding
+MAX_IMAGE_SIDE = 4096  # larger images are reduced by a whole factor while decoding (a portrait needs less)
+_REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "I", "F")
 
 
 def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
@@ -49,12 +61,15 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _to_rgb(im: Image.Image) -> np.ndarray:
-    """Any Pillow image -> (H, W, 3) float32 in [0, 1]; transparency composited onto white."""
+def _to_rgb(im: Image.Image, source_mode: str | None = None) -> np.ndarray:
+    """Any Pillow image -> (H, W, 3) float32 in [0, 1]; transparency composited onto white.
+
+    source_mode: the file's mode when ``im`` was converted for reducing (16-bit stays 16-bit)."""
+    source_mode = source_mode or im.mode
     if im.mode.startswith("I") or im.mode == "F":  # 16/32-bit integer or float grayscale
         gray = np.asarray(im, dtype=np.float32)
         peak = float(gray.max()) if gray.size else 0.0
-        if im.mode.startswith("I;16") or (im.mode == "I" and peak > 255):
+        if source_mode.startswith("I;16") or (im.mode == "I" and peak > 255):
             scale = 65535.0
         elif im.mode == "F" and peak <= 1.0:
             scale = 1.0
@@ -70,58 +85,82 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def _decode_reduced(im: Image.Image, path: str) -> tuple[Image.Image, str]:
+    """Decode ``im``; an image over :data:`MAX_IMAGE_SIDE` on its longest side is reduced by the smallest
+    whole factor that fits while decoding (JPEG: in the DCT, never at full size; other formats: right
+    after decoding, as 8/16-bit pixels, not float), with a warning saying so. Ctrl-C stops the decode.
+    Returns the decoded image and the file's mode (which a conversion for reducing may have changed)."""
+    width, height = im.size
+    factor = math.ceil(max(width, height) / MAX_IMAGE_SIDE)
+    if factor <= 1:
+        im.load()
+        return im, im.mode
+    if im.format == "JPEG":
+        im.draft(im.mode, (math.ceil(width / factor), math.ceil(height / factor)))
+    im.load()
+    info, mode = dict(im.info), im.mode
+    if im.mode not in _REDUCIBLE_MODES:
+        im = im.convert("I" if im.mode.startswith("I;16") else "RGBA" if _has_alpha(im) else "RGB")
+    factor = math.ceil(max(im.size) / MAX_IMAGE_SIDE)
+    reduced = im.reduce(factor) if factor > 1 else im
+    reduced.info.update(info)  # keeps the EXIF orientation for exif_transpose
+    warnings.warn(f"image: {path} is {width}x{height}; read at {reduced.width}x{reduced.height} (images are "
+                  f"reduced while decoding to at most {MAX_IMAGE_SIDE} pixels on their longest side)", stacklevel=3)
+    return reduced, mode
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+
+
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an image file as ``(1, 3, H, W)`` float32 RGB in [0, 1].
 
     Any format Pillow reads; EXIF orientation is applied; transparency (RGBA, LA, palette) is
     composited onto white; grayscale (8/16/32-bit, float) and CMYK become RGB; animated files give
-    their first frame.
+    their first frame. Size bounds: a file whose header says more than :data:`MAX_IMAGE_PIXELS` is
+    refused before decoding; one longer than :data:`MAX_IMAGE_SIDE` on a side is reduced by a whole
+    factor while decoding (with a warning), so a 12000x12000 PNG is read as 4000x4000 in well under
+    1 GB. :func:`image_size` gives the file's own size, to map pixel boxes onto the result.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ValueError(
+        raise InputError(
             f"image: {path} does not exist or is not a file; give the path of a PNG or JPEG file"
         )
     try:
-        with Image.open(path) as im:
-            rgb = _to_rgb(ImageOps.exif_transpose(im))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ValueError(f"image: could not read {path} ({e}); give a PNG, JPEG or WebP file") from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own bound is below
+            with Image.open(path) as im:
+                _refuse_too_many_pixels(path, *im.size)
+                decoded, mode = _decode_reduced(im, path)
+                rgb = _to_rgb(ImageOps.exif_transpose(decoded), mode)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"image: {path} is above the {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels this reads ({e}); "
+                         f"downscale it to at most {MAX_IMAGE_SIDE} pixels on its longest side") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise InputError(f"image: could not read {path} ({e}); give a PNG, JPEG or WebP file") from e
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].contiguous()
 
 
-def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
-    """Check that ``image`` is a (B, 3, H, W) float tensor in [0, 1] with H, W >= 16; return it unchanged."""
-    if not isinstance(image, torch.Tensor):
-        raise ValueError(
-            f"{name}: expected a torch.Tensor (B, 3, H, W) in [0, 1], got {type(image).__name__}"
-        )
-    shape = tuple(image.shape)
-    if image.ndim != 4 or shape[1] != 3:
-        hint = (
-            " (a ComfyUI IMAGE is (B, H, W, 3): use image.permute(0, 3, 1, 2))" if shape[-1:] == (3,) else ""
-        )
-        raise ValueError(f"{name}: expected shape (B, 3, H, W), got {shape}{hint}")
-    if not image.is_floating_point():
-        raise ValueError(
-            f"{name}: expected a float tensor in [0, 1], got {image.dtype} (divide uint8 by 255)"
-        )
-    if image.numel() == 0:
-        raise ValueError(f"{name}: empty tensor of shape {shape}; give at least one image")
-    if min(shape[2:]) < MIN_IMAGE_SIZE:
-        raise ValueError(
-            f"{name}: {shape[3]}x{shape[2]} pixels is too small; give an image of at least "
-            f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}"
-        )
-    if not torch.isfinite(image).all():
-        raise ValueError(f"{name}: contains NaN or inf; check what produced it")
-    lo, hi = float(image.min()), float(image.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(
-            f"{name}: values span [{lo:.3g}, {hi:.3g}]; expected [0, 1] "
-            "(use from_model_range for [-1, 1] images, divide by 255 for 0..255)"
-        )
-    return image
+def _refuse_too_many_pixels(path: str, width: int, height: int) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"image: {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels), above the "
+                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels this reads; downscale it to at most "
+                         f"{MAX_IMAGE_SIDE} pixels on its longest side (a portrait needs no more)")
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file as :func:`load_image` orients it (EXIF applied), from its
+    header alone. ``load_image(path).shape[-1] / image_size(path)[0]`` is the decode's scale."""
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise InputError(f"image: could not read {path} ({e}); give a PNG, JPEG or WebP file") from e
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -142,11 +181,11 @@ def _crop_box(w: int, h: int, aspect: float, box) -> tuple[int, int, int, int]:
         try:
             x0, y0, x1, y1 = (float(v) for v in box)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"box: expected 4 numbers (x0, y0, x1, y1) in pixels, got {box!r}") from e
+            raise InputError(f"box: expected 4 numbers (x0, y0, x1, y1) in pixels, got {box!r}") from e
         if not all(map(math.isfinite, (x0, y0, x1, y1))) or x1 <= x0 or y1 <= y0:
-            raise ValueError(f"box: {box!r} is not a box; expected x0 < x1 and y0 < y1 in pixels")
+            raise InputError(f"box: {box!r} is not a box; expected x0 < x1 and y0 < y1 in pixels")
         if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-            raise ValueError(f"box: {box!r} lies outside the {w}x{h} image; give the face box in its pixels")
+            raise InputError(f"box: {box!r} lies outside the {w}x{h} image; give the face box in its pixels")
         cx, cy, cw, ch = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
     if cw / ch < aspect:  # grow the short side to reach the target aspect
         cw = ch * aspect
@@ -174,12 +213,12 @@ def fit_geometry(source_size: tuple[int, int], width: int, height: int, mode: st
     part lands in the width x height result (the whole frame, except the inner rectangle of ``pad``).
     """
     if int(width) < 1 or int(height) < 1:
-        raise ValueError(f"fit_image: target size {width}x{height} must be positive, e.g. 512x512")
+        raise InputError(f"fit_image: target size {width}x{height} must be positive, e.g. 512x512")
     width, height = int(width), int(height)
     if mode not in FIT_MODES:
-        raise ValueError(f"fit_image: mode {mode!r} is not one of {FIT_MODES}")
+        raise InputError(f"fit_image: mode {mode!r} is not one of {FIT_MODES}")
     if box is not None and mode != "center":
-        raise ValueError(f"fit_image: a box crops, so it needs mode 'center', not {mode!r}")
+        raise InputError(f"fit_image: a box crops, so it needs mode 'center', not {mode!r}")
     h, w = source_size
     frame = (0, 0, width, height)
     if mode == "stretch":
@@ -206,7 +245,7 @@ def fit_image(
     """
     check_image(image)
     if fill not in ("edge", "white"):
-        raise ValueError(f"fit_image: fill {fill!r} is not 'edge' or 'white'")
+        raise InputError(f"fit_image: fill {fill!r} is not 'edge' or 'white'")
     (x0, y0, x1, y1), (left, top, right, bottom) = fit_geometry(tuple(image.shape[-2:]), width, height, mode, box)
     inner = _resize(image[:, :, y0:y1, x0:x1], bottom - top, right - left)
     if (right - left, bottom - top) == (int(width), int(height)):

@@ -19,7 +19,9 @@ import soundfile
 import soxr
 import torch
 
-SILENCE_PEAK = 1e-4  # a clip whose absolute peak is below this is refused as silent
+from .validation import InputError, channels_first, check_duration, check_samples, is_integer
+
+MAX_SAMPLE_RATE = 1_000_000  # Hz; any real recording is far below
 
 
 def decode_audio_stream(container: av.container.InputContainer) -> tuple[np.ndarray, int] | None:
@@ -60,7 +62,7 @@ def _decode(path: str) -> tuple[np.ndarray, int]:
         return decoded
     except Exception as e:
         errors.append(f"PyAV: {e}")
-    raise ValueError(
+    raise InputError(
         f"audio: could not decode {path} ({'; '.join(errors)}); give a wav, flac, ogg, mp3 or m4a file"
     )
 
@@ -87,10 +89,10 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ValueError(f"audio: {path} does not exist or is not a file; give the path of an audio file")
+        raise InputError(f"audio: {path} does not exist or is not a file; give the path of an audio file")
     data, rate = _decode(path)
     if data.shape[-1] == 0:
-        raise ValueError(f"audio: {path} decodes to 0 samples; give a clip with speech or singing")
+        raise InputError(f"audio: {path} decodes to 0 samples; give a clip with speech or singing")
     return data, rate
 
 
@@ -100,29 +102,14 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     All channels are averaged. Loudness is not checked here; use :func:`prepare_waveform` before generating.
     """
     if sample_rate <= 0:
-        raise ValueError(f"audio: sample_rate {sample_rate} must be positive, e.g. 16000")
+        raise InputError(f"audio: sample_rate {sample_rate} must be positive, e.g. 16000")
     data, rate = read_audio(path)
     return resample(data.mean(axis=0), rate, sample_rate)
 
 
-def _as_channels_first(waveform: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    """(T,), (C, T) or (B, C, T) numpy/torch -> (C, T) float32 numpy (first batch item)."""
-    if isinstance(waveform, torch.Tensor):
-        waveform = waveform.detach().to("cpu", torch.float32).numpy()
-    wave = np.asarray(waveform, dtype=np.float32)
-    if wave.ndim == 3:
-        wave = wave[0]
-    elif wave.ndim == 1:
-        wave = wave[None]
-    elif wave.ndim != 2:
-        raise ValueError(
-            f"{name}: expected a waveform shaped (T,), (C, T) or (B, C, T), got {tuple(wave.shape)}"
-        )
-    if wave.shape[0] > 64 and wave.shape[1] <= 64:
-        raise ValueError(
-            f"{name}: shape {tuple(wave.shape)} looks like (T, C); expected (C, T), transpose the waveform"
-        )
-    return wave
+def all_finite(wave: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """True when no sample of (..., T) ``wave`` is NaN or inf, checked in chunks (no whole-audio temporary)."""
+    return all(np.isfinite(wave[..., i:i + chunk]).all() for i in range(0, wave.shape[-1], chunk))
 
 
 def prepare_waveform(
@@ -131,24 +118,24 @@ def prepare_waveform(
     """Check a waveform and turn it into the mono ``(T,)`` float32 the audio encoder reads.
 
     waveform: (T,), (C, T) or (B, C, T) (ComfyUI AUDIO; the first batch item is used), numpy or torch,
-    at ``sample_rate``. Channels are averaged, then resampled to ``target_rate``. Refuses (ValueError
-    naming ``name``) a non-positive rate, 0 samples, NaN/inf and silence (peak below 1e-4).
+    at ``sample_rate``. Channels are averaged, then resampled to ``target_rate``. Refuses (InputError
+    naming ``name``) a rate that is not a whole number of Hz in (0, 1 MHz], 0 samples, NaN/inf and
+    silence (peak below 1e-4), and clips under 25 ms. Any amplitude is accepted (the encoder normalises it).
     """
-    if sample_rate is None or sample_rate <= 0:
-        raise ValueError(f"{name}: sample rate {sample_rate} must be positive (e.g. 16000 or 44100)")
-    if target_rate <= 0:
-        raise ValueError(f"{name}: target rate {target_rate} must be positive (e.g. 16000)")
-    wave = _as_channels_first(waveform, name)
-    if wave.shape[-1] == 0:
-        raise ValueError(f"{name}: empty (0 samples); give a clip with speech or singing")
-    if not np.isfinite(wave).all():
-        bad = int((~np.isfinite(wave)).sum())
-        raise ValueError(f"{name}: {bad} samples are NaN or inf; re-export or re-decode the clip")
-    mono = wave.mean(axis=0)
-    peak = float(np.abs(mono).max())
-    if peak < SILENCE_PEAK:
-        raise ValueError(f"{name}: silent (peak {peak:.2g}); give a clip with speech or singing")
-    return resample(mono, int(sample_rate), int(target_rate))
+    _check_rate(sample_rate, f"{name}: sample rate", "e.g. 16000 or 44100")
+    _check_rate(target_rate, f"{name}: target rate", "e.g. 16000")
+    wave = check_samples(channels_first(waveform, name), name)
+    mono = resample(wave.mean(axis=0), int(sample_rate), int(target_rate))
+    check_duration(mono.shape[-1], int(target_rate), name)
+    return mono
+
+
+def _check_rate(rate, label: str, example: str) -> None:
+    """Refuse a sample rate that is not a positive whole number of Hz (up to 1 MHz)."""
+    if not is_integer(rate) and not (isinstance(rate, float) and rate.is_integer()):
+        raise InputError(f"{label} {rate!r} is not a whole number of Hz; give a positive rate ({example})")
+    if not 0 < rate <= MAX_SAMPLE_RATE:
+        raise InputError(f"{label} {rate} must be positive and at most {MAX_SAMPLE_RATE} Hz ({example})")
 
 
 def trim_audio(wave, sample_rate: int, start: float = 0.0, duration: float = 0.0):
@@ -157,20 +144,22 @@ def trim_audio(wave, sample_rate: int, start: float = 0.0, duration: float = 0.0
     wave: (..., T) numpy or torch (cut along the last axis) -> (..., T'). A span reaching past the end
     is cut at the end; a span with no samples in it is refused, naming the span and the clip length.
     """
-    if sample_rate <= 0:
-        raise ValueError(f"audio: sample rate {sample_rate} must be positive")
-    if start < 0 or duration < 0:
-        raise ValueError(
-            f"audio: start {start} s and duration {duration} s must be >= 0 (duration 0 = to the end)"
+    if not sample_rate > 0:
+        raise InputError(f"audio: sample rate {sample_rate} must be positive")
+    if not (math.isfinite(start) and math.isfinite(duration) and start >= 0 and duration >= 0):
+        raise InputError(
+            f"audio: start {start} s and duration {duration} s must be finite and >= 0 (duration 0 = to the end)"
         )
+    if getattr(wave, "ndim", 0) < 1:
+        raise InputError(f"audio: a waveform needs a time axis, got shape {tuple(getattr(wave, 'shape', ()))}")
     length = wave.shape[-1]
-    first = int(math.floor(start * sample_rate + 0.5))
-    last = length if duration == 0 else min(length, first + int(math.floor(duration * sample_rate + 0.5)))
+    seconds = length / sample_rate
+    first = int(math.floor(min(start, seconds) * sample_rate + 0.5))
+    last = length if duration == 0 else min(length, first + int(math.floor(min(duration, seconds) * sample_rate + 0.5)))
     if last <= first:
         span = f"{start:g} s to {'the end' if duration == 0 else f'{start + duration:g} s'}"
-        raise ValueError(
-            f"audio: {span} holds no samples of the {length / sample_rate:.3f} s clip; "
-            "lower start (and check duration)"
+        raise InputError(
+            f"audio: {span} holds no samples of the {seconds:.3f} s clip; lower start (and check duration)"
         )
     return wave[..., first:last]
 
@@ -180,18 +169,23 @@ def frame_count(num_samples, sample_rate: int, fps: float, rounding: str = "near
 
     ``rounding`` is the checkpoint's rule (``config.generation.frame_rounding``): ``nearest`` =
     floor(seconds x fps + 1/2) (halves round up, 2.5 -> 3, unlike Python's ``round``), ``ceil`` = the
-    frames needed to cover every sample. Computed exactly in integers from ``fps`` as a fraction, so a
-    clip of exactly N frames' worth of samples always gives N. Count from the audio as given (before
-    any resampling). num_samples: an int, or an integer array of counts (-> an int64 array, same shape).
+    frames needed to cover every sample, ``whisper`` = EchoMimic's count, one frame per chunk of the 50 Hz
+    Whisper features of the audio resampled to 16 kHz (a frame or two past the audio's end:
+    :func:`~emo_models.whisper_audio.whisper_frame_count`). Computed exactly in integers from ``fps`` as a
+    fraction, so a clip of exactly N frames' worth of samples always gives N (``nearest``, ``ceil``).
+    Count from the audio as given (before any resampling). num_samples: an int, or an integer array of
+    counts (-> an int64 array, same shape).
     """
     from .preset import FRAME_ROUNDING
 
     if rounding not in FRAME_ROUNDING:
-        raise ValueError(f"frame_rounding: {rounding!r}; choose one of {', '.join(FRAME_ROUNDING)}")
+        raise InputError(f"frame_rounding: {rounding!r}; choose one of {', '.join(FRAME_ROUNDING)}")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise ValueError(f"audio: sample rate {sample_rate!r}; give a positive whole number of samples per second")
+        raise InputError(f"audio: sample rate {sample_rate!r}; give a positive whole number of samples per second")
     if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps: {fps!r}; give a positive, finite frame rate (25 or 30 typical)")
+        raise InputError(f"fps: {fps!r}; give a positive, finite frame rate (25 or 30 typical)")
+    if rounding == "whisper":
+        return _whisper_frame_count(num_samples, int(sample_rate), fps)
     rate = Fraction(fps)
     num, den = rate.numerator, rate.denominator * int(sample_rate)  # frames = samples x num / den
     if np.ndim(num_samples) == 0:
@@ -199,8 +193,28 @@ def frame_count(num_samples, sample_rate: int, fps: float, rounding: str = "near
         return (2 * samples * num + den) // (2 * den) if rounding == "nearest" else -(-samples * num // den)
     samples = np.asarray(num_samples)
     if not np.issubdtype(samples.dtype, np.integer):
-        raise ValueError(f"frame_count: sample counts of dtype {samples.dtype}; give whole numbers")
+        raise InputError(f"frame_count: sample counts of dtype {samples.dtype}; give whole numbers")
     big = samples.size and (int(np.abs(samples).max()) * 2 * num + den) >= 2**62
     samples = samples.astype(object if big else np.int64)  # Python integers where int64 could overflow
     frames = (2 * samples * num + den) // (2 * den) if rounding == "nearest" else -(-samples * num // den)
     return frames.astype(np.int64)
+
+
+def resampled_length(num_samples: int, sample_rate: int, target_rate: int) -> int:
+    """Samples :func:`resample` gives for ``num_samples`` at ``sample_rate``: round(n x target / rate), halves up."""
+    return (2 * int(num_samples) * int(target_rate) + int(sample_rate)) // (2 * int(sample_rate))
+
+
+def _whisper_frame_count(num_samples, sample_rate: int, fps: float):
+    """EchoMimic's frame count (``frame_rounding="whisper"``): int or integer array, as :func:`frame_count`."""
+    from .whisper_audio import HOP_LENGTH, SAMPLE_RATE, whisper_frame_count
+
+    def count(samples) -> int:
+        return whisper_frame_count(resampled_length(samples, sample_rate, SAMPLE_RATE) // (2 * HOP_LENGTH), fps)
+
+    if np.ndim(num_samples) == 0:
+        return count(int(num_samples))
+    samples = np.asarray(num_samples)
+    if not np.issubdtype(samples.dtype, np.integer):
+        raise ValueError(f"frame_count: sample counts of dtype {samples.dtype}; give whole numbers")
+    return np.array([count(int(n)) for n in samples.reshape(-1)], dtype=np.int64).reshape(samples.shape)

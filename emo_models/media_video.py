@@ -1,16 +1,17 @@
 """Video out and in with PyAV (its bundled FFmpeg; no system ffmpeg): H.264 + AAC in mp4.
 
-:func:`write_video` writes to a hidden temporary file beside the target and renames it onto the
-target only when the file is complete, so a failed or cancelled run leaves nothing half-written.
+:func:`write_video` writes through :func:`~emo_models.atomic_output.atomic_file`: a hidden temporary
+file beside the target, renamed onto it only when complete, so a failed or cancelled run (Ctrl-C,
+SIGTERM) leaves nothing half-written. :func:`check_video_output` is the same writer's preflight, for
+callers to run before any heavy work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import itertools
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
@@ -18,10 +19,14 @@ import av
 import numpy as np
 import torch
 
-from .media_audio import _as_channels_first, decode_audio_stream, resample
+from .atomic_output import OutputError, atomic_file, check_output_file
+from .media_audio import decode_audio_stream, resample
+from .validation import channels_first
 
 # Software H.264 encoders in order of preference; "h264" is whatever FFmpeg registers as default.
 H264_ENCODERS = ("libx264", "libopenh264", "h264")
+# Containers this writer fills with H.264 + AAC that common players open (PyAV picks the muxer by extension).
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 # BT.709 matrix, primaries and transfer, limited range: what players assume for web video.
 _BT709, _MPEG_RANGE = 1, 1
 
@@ -37,10 +42,24 @@ def h264_encoder() -> str:
             return ctx.codec.name
         except Exception:  # not built in, or cannot open here (e.g. a GPU encoder without a GPU)
             continue
-    raise RuntimeError(
+    raise OutputError(
         f"video: none of the H.264 encoders {H264_ENCODERS} works in PyAV {av.__version__}'s FFmpeg; "
         "install the PyAV wheel from PyPI (pip install --force-reinstall av), which bundles libx264"
     )
+
+
+def check_video_output(path: str | os.PathLike, inputs=(), force: bool = False, option: str = "out") -> str:
+    """Refuse, before any heavy work, a video path :func:`write_video` could not or must not write.
+
+    Checks: a file name ending in one of :data:`VIDEO_SUFFIXES`, not a folder, not one of ``inputs``, a
+    folder that is (or can be created) writable, nothing there already unless ``force``, an H.264
+    encoder in this PyAV. Raises :class:`~emo_models.atomic_output.OutputError` naming ``option``;
+    returns the path.
+    """
+    checked = str(check_output_file(path, suffixes=VIDEO_SUFFIXES, inputs=inputs, force=force, option=option,
+                                    kind="video"))
+    h264_encoder()
+    return checked
 
 
 def _frame_to_uint8(frame, index: int) -> np.ndarray:
@@ -63,14 +82,14 @@ def _frame_to_uint8(frame, index: int) -> np.ndarray:
     return (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _iter_frames(frames) -> Iterator[np.ndarray]:
+def _iter_frames(frames, first_index: int = 0) -> Iterator[np.ndarray]:
     """Frames from a (F, H, W, 3) array/tensor or any iterable of (H, W, 3) frames, as uint8."""
     if isinstance(frames, (np.ndarray, torch.Tensor)) and (frames.ndim != 4 or frames.shape[-1] != 3):
         raise ValueError(
             f"frames: shape {tuple(frames.shape)}; expected (F, H, W, 3) "
             "(convert (F, 3, H, W) with permute(0, 2, 3, 1))"
         )
-    for index, frame in enumerate(frames):
+    for index, frame in enumerate(frames, start=first_index):
         yield _frame_to_uint8(frame, index)
 
 
@@ -83,30 +102,131 @@ def _even(frame: np.ndarray) -> np.ndarray:
 
 
 def _audio_for_video(audio, sample_rate: int) -> tuple[np.ndarray, int, str]:
-    """Audio to mux: (C, T) float32 in [-1, 1] with C in {1, 2}, an AAC sample rate and a layout."""
+    """Audio to mux: (C, T) float32 (the caller's array, not a copy, when it is float32 at an AAC rate), an
+    AAC sample rate and a layout: stereo for 2 channels, else mono (:func:`_audio_piece` mixes more)."""
+    from .media_audio import all_finite
+
     if sample_rate is None or sample_rate <= 0:
         raise ValueError(f"audio: sample rate {sample_rate} must be positive (e.g. 16000)")
-    wave = _as_channels_first(audio, "audio")
-    if not np.isfinite(wave).all():
+    wave = channels_first(audio, "audio")
+    if not all_finite(wave):
         raise ValueError("audio: contains NaN or inf samples; re-decode the clip")
-    if wave.shape[0] > 2:
-        wave = wave.mean(axis=0, keepdims=True)
     if sample_rate not in av.codec.Codec("aac", "w").audio_rates:
         wave, sample_rate = resample(wave, int(sample_rate), 48000), 48000
-    layout = "mono" if wave.shape[0] == 1 else "stereo"
-    return np.ascontiguousarray(np.clip(wave, -1.0, 1.0), dtype=np.float32), int(sample_rate), layout
+    return wave, int(sample_rate), "stereo" if wave.shape[0] == 2 else "mono"
 
 
 def _audio_piece(audio: np.ndarray, start: int, end: int, layout: str, sample_rate: int) -> av.AudioFrame:
-    """Samples [start, end) of (C, T) audio as one encoder input frame, zero-padded past the end."""
+    """Samples [start, end) of (C, T) audio as one encoder input frame: more than 2 channels mixed to one,
+    clipped to [-1, 1], zero-padded past the end. Only this piece is copied, so the soundtrack streams."""
     chunk = audio[:, start:end]
+    if layout == "mono" and chunk.shape[0] > 1:
+        chunk = chunk.mean(axis=0, keepdims=True)
+    chunk = np.clip(chunk, -1.0, 1.0)
     if chunk.shape[1] < end - start:
         chunk = np.pad(chunk, ((0, 0), (0, end - start - chunk.shape[1])))
-    piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+    piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk, dtype=np.float32), format="fltp", layout=layout)
     piece.sample_rate = sample_rate
     piece.pts = start
     piece.time_base = Fraction(1, sample_rate)
     return piece
+
+
+class VideoWriter:
+    """An H.264/AAC video fed frames as they are made, that appears at ``path`` only when complete.
+
+    ::
+
+        with VideoWriter("talk.mp4", fps=25, audio=wave, sample_rate=44100) as video:
+            for clip in clips:           # e.g. each clip as soon as it is decoded
+                video.write(clip)        # (F, H, W, 3) or one (H, W, 3) frame, uint8 or float in [0, 1]
+
+    Frames go to a temporary file beside ``path`` (:func:`~emo_models.atomic_output.atomic_file`); the
+    audio is muxed alongside, up to the end of each frame. When the block ends cleanly the streams are
+    flushed and the file renamed onto ``path``; on any error, Ctrl-C or SIGTERM (which raises while
+    the block runs) it is removed and ``path`` is left as it was. Formats as :func:`write_video`.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, audio=None, sample_rate: int = 16000, crf: int = 18,
+                 force: bool = False, option: str = "out"):
+        self.path = os.fspath(path)
+        if not fps or not math.isfinite(fps) or fps <= 0:
+            raise ValueError(f"video: fps {fps} must be a positive number, e.g. 25")
+        check_video_output(self.path, force=force, option=option)
+        self.force, self.option, self.crf, self.frames = force, option, crf, 0
+        self.rate = Fraction(fps).limit_denominator(1001)  # 25 -> 25/1, 29.97 -> 2997/100
+        self.audio, self.sample_rate, self.layout = (None, sample_rate, None) if audio is None else \
+            _audio_for_video(audio, sample_rate)
+        self._stack = contextlib.ExitStack()
+        self._container = self._video = self._sound = self._shape = None
+        self._muxed = 0  # audio samples muxed so far
+
+    def __enter__(self) -> VideoWriter:
+        partial = self._stack.enter_context(atomic_file(self.path, force=self.force, option=self.option))
+        mp4_like = os.path.splitext(self.path)[1].lower() in (".mp4", ".mov", ".m4v")
+        try:
+            self._container = av.open(partial, "w", options={"movflags": "+faststart"} if mp4_like else {})
+        except BaseException as err:
+            self._abort(err)
+        return self
+
+    def write(self, frames) -> None:
+        """Append frames: (F, H, W, 3), one (H, W, 3) frame, or an iterable of frames."""
+        if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 3:
+            frames = frames[None]
+        for frame in _iter_frames(frames, first_index=self.frames):
+            self._put(frame)
+
+    def _put(self, frame: np.ndarray) -> None:
+        if self._video is None:
+            self._shape = frame.shape
+            self._video = _add_video_stream(self._container, h264_encoder(), self.rate, _even(frame), self.crf)
+            if self.audio is not None:
+                self._sound = self._container.add_stream("aac", rate=self.sample_rate, layout=self.layout)
+                self._sound.codec_context.time_base = Fraction(1, self.sample_rate)
+        elif frame.shape != self._shape:
+            first = self._shape
+            raise ValueError(f"frames: frame {self.frames} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
+                             f"{first[1]}x{first[0]}; every frame must have the same size")
+        out = av.VideoFrame.from_ndarray(_even(frame), format="rgb24")
+        out = out.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
+        out.pts, out.time_base = self.frames, 1 / self.rate
+        self._container.mux(self._video.encode(out))
+        self.frames += 1
+        if self._sound is not None:  # audio up to the end of this frame, so the streams interleave
+            end = math.floor(Fraction(self.frames) / self.rate * self.sample_rate + Fraction(1, 2))
+            if end > self._muxed:
+                piece = _audio_piece(self.audio, self._muxed, end, self.layout, self.sample_rate)
+                self._container.mux(self._sound.encode(piece))
+            self._muxed = end
+
+    def __exit__(self, kind, err, traceback) -> bool:
+        if kind is not None:
+            self._close_quietly()
+            return self._stack.__exit__(kind, err, traceback)
+        try:
+            if self.frames == 0:
+                raise ValueError("frames: no frames to write; give at least one (H, W, 3) frame")
+            self._container.mux(self._video.encode(None))
+            if self._sound is not None:
+                self._container.mux(self._sound.encode(None))
+            self._container.close()
+        except BaseException as failure:
+            self._abort(failure)
+        return self._stack.__exit__(None, None, None)
+
+    def _close_quietly(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # the file is being thrown away; the first error is the one to report
+                pass
+
+    def _abort(self, failure: BaseException):
+        """Remove the temporary file and raise ``failure`` (or the clearer OutputError the cleanup raises)."""
+        self._close_quietly()
+        self._stack.__exit__(type(failure), failure, failure.__traceback__)
+        raise failure
 
 
 def write_video(
@@ -116,88 +236,45 @@ def write_video(
     audio: np.ndarray | torch.Tensor | None = None,
     sample_rate: int = 16000,
     crf: int = 18,
+    force: bool = True,
 ) -> str:
     """Write frames (and audio) as an H.264/AAC video; return ``path``.
 
     frames: (F, H, W, 3) uint8, or float in [0, 1] (numpy or torch), or an iterable of (H, W, 3)
-    frames (e.g. a generator, so long videos need not sit in memory). An odd H or W is padded by one
-    repeated pixel. audio: (T,), (C, T) or (B, C, T) at ``sample_rate``, cut or zero-padded to the
-    video's duration, muxed as AAC. crf: libx264 quality (0 lossless .. 51; 18 is visually lossless).
-    The file appears at ``path`` only when complete: on any error, or Ctrl-C, the temporary file is
-    removed and whatever was at ``path`` before is left as it was.
+    frames (e.g. a generator, so long videos need not sit in memory; :class:`VideoWriter` takes them
+    pushed instead). An odd H or W is padded by one repeated pixel. audio: (T,), (C, T) or (B, C, T)
+    at ``sample_rate``, cut or zero-padded to the video's duration, muxed as AAC. crf: libx264 quality
+    (0 lossless .. 51; 18 is visually lossless). The file appears at ``path`` only when complete: on
+    any error, Ctrl-C or SIGTERM the temporary file is removed and whatever was at ``path`` before is
+    left as it was. path: a file name ending in one of :data:`VIDEO_SUFFIXES`; force: replace an
+    existing file (False: refuse, see :func:`check_video_output`). The first frame is checked before
+    anything is created.
     """
-    path = os.fspath(path)
-    if not fps or fps <= 0:
-        raise ValueError(f"video: fps {fps} must be positive, e.g. 25")
-    stem, suffix = os.path.splitext(os.path.basename(path))
-    if not stem or not suffix:
-        raise ValueError(f"video: {path} needs a file name with an extension such as .mp4")
-    rate = Fraction(fps).limit_denominator(1001)  # 25 -> 25/1, 29.97 -> 2997/100
-    if audio is not None:
-        audio, sample_rate, layout = _audio_for_video(audio, sample_rate)
     frame_iter = _iter_frames(frames)
     first = next(frame_iter, None)
     if first is None:
         raise ValueError("frames: no frames to write; give at least one (H, W, 3) frame")
-    encoder = h264_encoder()
+    with VideoWriter(path, fps, audio=audio, sample_rate=sample_rate, crf=crf, force=force) as video:
+        video.write(first)
+        for frame in frame_iter:
+            video.write(frame)
+    return os.fspath(path)
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{suffix}", dir=folder)
-    os.close(fd)
-    container = None
-    try:
-        mp4_like = suffix.lower() in (".mp4", ".mov", ".m4v")
-        container = av.open(partial, "w", options={"movflags": "+faststart"} if mp4_like else {})
-        video = container.add_stream(encoder, rate=rate)
-        video.height, video.width = _even(first).shape[:2]
-        video.pix_fmt = "yuv420p"
-        video.codec_context.time_base = 1 / rate
-        ctx = video.codec_context
-        ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
-        ctx.color_range = _MPEG_RANGE
-        if encoder == "libx264":
-            video.options = {"crf": str(crf)}
-        else:
-            video.bit_rate = video.width * video.height * math.ceil(rate)  # ~1 bit per pixel per frame
-        sound = None
-        if audio is not None:
-            sound = container.add_stream("aac", rate=sample_rate, layout=layout)
-            sound.codec_context.time_base = Fraction(1, sample_rate)
-        written = 0  # audio samples muxed so far
-        for index, frame in enumerate(itertools.chain([first], frame_iter)):
-            if frame.shape != first.shape:
-                raise ValueError(
-                    f"frames: frame {index} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
-                    f"{first.shape[1]}x{first.shape[0]}; every frame must have the same size"
-                )
-            out = av.VideoFrame.from_ndarray(_even(frame), format="rgb24")
-            out = out.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
-            out.pts, out.time_base = index, 1 / rate
-            container.mux(video.encode(out))
-            if sound is not None:  # audio up to the end of this frame, so the streams interleave
-                end = math.floor(Fraction(index + 1) / rate * sample_rate + Fraction(1, 2))
-                if end > written:
-                    container.mux(sound.encode(_audio_piece(audio, written, end, layout, sample_rate)))
-                written = end
-        container.mux(video.encode(None))
-        if sound is not None:
-            container.mux(sound.encode(None))
-        container.close()
-        container = None
-        os.replace(partial, path)
-    except BaseException:
-        if container is not None:
-            try:
-                container.close()
-            except Exception:  # the file is being thrown away; the first error is the one to report
-                pass
-        try:
-            os.remove(partial)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+
+def _add_video_stream(container, encoder: str, rate: Fraction, first: np.ndarray, crf: int):
+    """The H.264 stream of ``container``: yuv420p, BT.709 limited range, crf (libx264) or ~1 bit/pixel."""
+    video = container.add_stream(encoder, rate=rate)
+    video.height, video.width = first.shape[:2]
+    video.pix_fmt = "yuv420p"
+    video.codec_context.time_base = 1 / rate
+    ctx = video.codec_context
+    ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
+    ctx.color_range = _MPEG_RANGE
+    if encoder == "libx264":
+        video.options = {"crf": str(crf)}
+    else:
+        video.bit_rate = video.width * video.height * math.ceil(rate)  # ~1 bit per pixel per frame
+    return video
 
 
 def _open_video(path) -> av.container.InputContainer:

@@ -23,10 +23,11 @@ from dataclasses import replace
 
 import torch
 from diffusers import UNet2DConditionModel
+from diffusers.models.attention import BasicTransformerBlock
 from einops import rearrange, repeat
 from torch import nn
 
-from .audio import AudioProjection
+from .audio import build_audio_projection, install_audio_attention_scale
 from .audio_modules import AudioModules
 from .condition import ClipCondition
 from .config import EMOConfig
@@ -53,7 +54,7 @@ class EMOModel(nn.Module):
         self.backbone = UNet2DConditionModel(**config.unet)
         self.reference_net = build_reference_net(config)
         self.temporal = TemporalModules(config)
-        self.audio_projection = AudioProjection(config)
+        self.audio_projection = build_audio_projection(config)
         self.face_locator = FaceLocator(config)
         self.speed_encoder = SpeedEncoder(config)
         self.identity_projection = IdentityProjection(config) if config.identity_tokens else None
@@ -64,6 +65,7 @@ class EMOModel(nn.Module):
         self._motion_capture: dict[str, torch.Tensor] | None = None
         self._audio: torch.Tensor | None = None
         install_reference_attention(self.backbone, self.reference_net, self.bank)
+        install_audio_attention_scale(self.backbone, config.audio_attention_scale)
         # after each backbone layer: its audio module (if any), then its temporal module (if it runs)
         after: dict[str, dict[str, str]] = {}
         for site in self.audio_modules.sites if self.audio_modules is not None else ():
@@ -308,7 +310,7 @@ class EMOModel(nn.Module):
         if cond.audio_tokens is not None:
             audio = rearrange(cond.audio_tokens.to(x.dtype), "v f k d -> (v f) k d")
         else:
-            audio = x.new_zeros(v * f, self.config.audio_tokens, self.config.audio_token_dim)
+            audio = x.new_zeros(v * f, self.config.audio_token_count, self.config.audio_token_dim)
         context = audio
         if self.identity_projection is not None:
             if cond.identity is None:
@@ -378,9 +380,14 @@ class EMOModel(nn.Module):
 
 
 def build_reference_net(config: EMOConfig) -> UNet2DConditionModel:
-    """The ReferenceNet: a stock UNet of the backbone's layout, optionally without output layers
-    (``conv_norm_out`` None, ``conv_out`` an identity: only its attention inputs are ever read)."""
+    """The ReferenceNet: a stock UNet of the backbone's layout, optionally without cross-attention
+    (``attn2``/``norm2`` set to None: diffusers' blocks then skip it) or output layers (``conv_norm_out``
+    None, ``conv_out`` an identity: only its attention inputs are ever read)."""
     unet = UNet2DConditionModel(**config.unet)
+    if not config.reference_net_attn2:
+        for module in unet.modules():
+            if isinstance(module, BasicTransformerBlock):
+                module.attn2, module.norm2 = None, None
     if not config.reference_net_conv_out:
         unet.conv_norm_out, unet.conv_out = None, nn.Identity()
     return unet

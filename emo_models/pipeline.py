@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import audio_features, audio_windows
+from .audio import encode_audio_windows
+from .audio_encoding import AudioEncoding, HeldWindows, encode_audio
 from .audio_modules import RegionMasks
 from .config import EMOConfig
 from .media_audio import frame_count, prepare_waveform
 from .model import EMOModel
+from .options import check_option
 
 
 class GenerationCancelled(RuntimeError):
@@ -39,28 +41,6 @@ class ReferenceEncoding:
     identity: torch.Tensor | None = None
     regions: RegionMasks | None = None
     locator: torch.Tensor | None = None
-
-
-@dataclass(frozen=True)
-class AudioEncoding:
-    """Audio features at the video frame rate. windows: (F, 2m+1, L, C); fps; seconds of audio; frames = F."""
-
-    windows: torch.Tensor
-    fps: float
-    seconds: float
-    count: int | None = None  # F when windows run past the audio (audio_padding="clips"); None: all rows
-
-    @property
-    def frames(self) -> int:
-        """F: the frames this audio gives (:func:`~emo_models.media_audio.frame_count`)."""
-        return int(self.windows.shape[0]) if self.count is None else self.count
-
-    def span(self, start: int, stop: int) -> AudioEncoding:
-        """Frames [start, stop) of this encoding (their windows keep the context of the whole audio)."""
-        windows = self.windows[start:min(stop, self.frames)]
-        if windows.shape[0] == 0:
-            raise ValueError(f"audio span: frames {start}..{stop} hold nothing of the {self.frames} frames")
-        return AudioEncoding(windows, self.fps, windows.shape[0] / self.fps)
 
 
 class EMOPipeline:
@@ -125,29 +105,29 @@ class EMOPipeline:
     def count_frames(self, samples: int, sample_rate: int, fps: float | None = None) -> tuple[int, float]:
         """(frames, fps) of ``samples`` audio samples at ``sample_rate``: fps defaults to the checkpoint's, the
         count follows its rounding (:func:`~emo_models.media_audio.frame_count`). What every entry point counts."""
-        fps = self.config.fps if fps is None else fps
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not np.isfinite(fps) or not 0 < fps <= 1000:
-            raise ValueError(f"fps: {fps!r}; give a frame rate above 0 and up to 1000 (25 or 30 typical)")
+        fps = self.config.fps if fps is None else check_option("fps", fps)
         return frame_count(int(samples), sample_rate, fps, self.config.generation.frame_rounding), float(fps)
 
     @torch.no_grad()
     def encode_audio(self, waveform, sample_rate: int, *, fps: float | None = None, name: str = "audio") -> AudioEncoding:
-        """waveform: (T,), (C, T) or (B, C, T) at ``sample_rate``, as decoded -> windows (F, 2m+1, L, C).
+        """waveform: (T,), (C, T) or (B, C, T) at ``sample_rate``, as decoded -> its AudioEncoding, F frames
+        whose windows (k, 2m+1, L, C) are given span by span.
 
         F is :meth:`count_frames` of the waveform as given (before mixing and resampling to the encoder's
-        rate); fps: default the checkpoint's. ``name`` labels errors.
+        rate); fps: default the checkpoint's. ``name`` labels errors. Audio longer than
+        :data:`~emo_models.audio_encoding.ONE_PASS_SECONDS` is encoded in windows as the clips ask for them.
         """
-        samples = int(np.shape(waveform)[-1])
-        frames, fps = self.count_frames(samples, sample_rate, fps)
         wave = prepare_waveform(waveform, sample_rate, self.config.audio_sample_rate, name=name)
-        if self.config.generation.audio_padding == "clips":  # Hallo: silence to whole clips, whole frames of it
-            f = self.config.frames_per_clip
-            padded = -(-frames // f) * f
-            pad = (padded - frames) * int(self.config.audio_sample_rate // fps)
-            features = audio_features(self.audio_encoder, wave, padded, pad_samples=pad)
-            return AudioEncoding(audio_windows(features, self.config.audio_window), fps, samples / sample_rate, frames)
-        features = audio_features(self.audio_encoder, wave, frames)
-        return AudioEncoding(audio_windows(features, self.config.audio_window), fps, samples / sample_rate)
+        samples = int(np.shape(waveform)[-1])  # counted as given (prepare_waveform accepted its layout)
+        frames, fps = self.count_frames(samples, sample_rate, fps)
+        if self.config.audio_encoder_type == "whisper":  # EchoMimic: windows of 50 Hz frames, held whole
+            windows = encode_audio_windows(self.config, self.audio_encoder, wave, fps, frames)
+            return AudioEncoding(HeldWindows(windows), self.config.audio_window, fps, samples / sample_rate)
+        padding = 0
+        if self.config.generation.audio_padding == "clips":  # Hallo: silence to whole clips before wav2vec2
+            padding = -frames % self.config.frames_per_clip
+        return encode_audio(self.audio_encoder, wave, frames, fps, self.config.audio_window, samples / sample_rate,
+                            sample_rate=self.config.audio_sample_rate, padding=padding)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, slice_size: int = 4) -> torch.Tensor:
@@ -172,7 +152,7 @@ class EMOPipeline:
         from .render import RenderSettings, animate
 
         callbacks = {k: settings.pop(k) for k in ("on_step", "should_stop") if k in settings}
-        _, clips = animate(self, image, waveform, sample_rate or self.config.audio_sample_rate,
+        _, clips = animate(self, image, waveform, self.config.audio_sample_rate if sample_rate is None else sample_rate,
                            RenderSettings.from_config(self.config, **settings), crop=crop, face_box=face_box,
                            face_mask=face_mask, fps=fps, **callbacks)
         return torch.cat([clip.frames for clip in clips])

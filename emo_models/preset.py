@@ -15,11 +15,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .options import check_option
 from .schedulers import SCHEDULERS
 
 CONDITIONS = ("reference", "audio", "face")  # what an unconditional guidance branch can drop
 FIRST_CLIP_MOTION = ("reference", "zeros")  # motion frames of a video's first clip
-FRAME_ROUNDING = ("nearest", "ceil")  # frames of an audio clip: floor(seconds x fps + 1/2), or ceil
+FRAME_ROUNDING = ("nearest", "ceil", "whisper")  # frames of an audio clip (media_audio.frame_count)
+SAMPLERS = ("motion_frames", "context_windows")  # how a video longer than a clip is denoised (render.py)
 AUDIO_PADDING = ("none", "clips")  # wav2vec2 reads the audio as given, or padded with silence to whole clips
 
 
@@ -34,7 +36,12 @@ class GenerationPreset:
     uncond_drops: the conditions the unconditional branch removes (:data:`CONDITIONS`).
     first_clip_motion: the motion frames of a video's first clip: ``reference`` (the reference latent
     repeated n times, as Hallo and the demo train it) or ``zeros`` (no motion context).
-    frame_rounding: frames of an audio clip, ``nearest`` = floor(seconds x fps + 1/2) or ``ceil``.
+    frame_rounding: frames of an audio clip, ``nearest`` = floor(seconds x fps + 1/2), ``ceil``, or
+    ``whisper`` (EchoMimic's: one frame per chunk of its 50 Hz Whisper features, a frame or two past the end).
+    sampler: ``motion_frames`` (clip by clip, each continuing the last frames of the one before: EMO) or
+    ``context_windows`` (every step denoises the whole video in windows of ``frames_per_clip`` frames
+    overlapping by ``context_overlap``, moved ``context_shift`` frames per step, predictions averaged:
+    EchoMimic); noise_clamp > 0 clamps the initial noise to +-noise_clamp (EchoMimic: 1.5).
     speed: head-motion speed in degrees/frame when none is given.
     face_box: the face region (x0, y0, x1, y1 as fractions of the frame) used when no face is given or
     found; face_expand: how much a detected face box is grown to the region the face may move in;
@@ -52,6 +59,10 @@ class GenerationPreset:
     uncond_drops: tuple[str, ...] = ("reference", "audio")
     first_clip_motion: str = "reference"
     frame_rounding: str = "nearest"
+    sampler: str = "motion_frames"
+    context_overlap: int = 3
+    context_shift: int = 2
+    noise_clamp: float = 0.0
     speed: float = 0.5
     face_box: tuple[float, float, float, float] = (0.2, 0.2, 0.8, 0.8)
     face_expand: float = 1.5
@@ -62,16 +73,16 @@ class GenerationPreset:
         def bad(field: str, expected: str):
             return ValueError(f"config generation.{field}: {getattr(self, field)!r}; expected {expected}")
 
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise bad("steps", "a whole number of denoising steps >= 1 (the paper uses 40)")
+        for name, option in (("steps", "steps"), ("guidance", "cfg"), ("guidance_reference", "cfg_reference"),
+                             ("guidance_audio", "cfg_audio"), ("speed", "speed")):  # the options' own ranges
+            if getattr(self, name) is not None:  # stored as the option's kind (40.0 in JSON -> 40)
+                object.__setattr__(self, name, check_option(option, getattr(self, name), f"config generation.{name}"))
         if self.scheduler not in SCHEDULERS:
             raise bad("scheduler", f"one of {', '.join(SCHEDULERS)}")
-        for name in ("guidance", "guidance_reference", "guidance_audio", "speed", "face_expand"):
-            value = getattr(self, name)
-            if value is None and name in ("guidance_reference", "guidance_audio"):
-                continue
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise bad(name, "a finite number >= 0")
+        if not isinstance(self.face_expand, (int, float)) or not math.isfinite(self.face_expand) or self.face_expand < 0:
+            raise bad("face_expand", "a finite number >= 0")
+        if not isinstance(self.noise_clamp, (int, float)) or not math.isfinite(self.noise_clamp) or self.noise_clamp < 0:
+            raise bad("noise_clamp", "a finite number >= 0 (0: no clamp)")
         unknown = sorted(set(self.uncond_drops) - set(CONDITIONS))
         if unknown or not self.uncond_drops:
             raise bad("uncond_drops", f"a non-empty list of {', '.join(CONDITIONS)}")
@@ -81,6 +92,11 @@ class GenerationPreset:
             raise bad("frame_rounding", f"one of {', '.join(FRAME_ROUNDING)}")
         if self.audio_padding not in AUDIO_PADDING:
             raise bad("audio_padding", f"one of {', '.join(AUDIO_PADDING)}")
+        if self.sampler not in SAMPLERS:
+            raise bad("sampler", f"one of {', '.join(SAMPLERS)}")
+        for name in ("context_overlap", "context_shift"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise bad(name, "a whole number of frames >= 0")
         x0, y0, x1, y1 = self.face_box
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise bad("face_box", "x0, y0, x1, y1 as fractions of the frame, 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")

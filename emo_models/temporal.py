@@ -199,7 +199,7 @@ class TemporalModules(nn.Module):
         self.mid_block = block(by_block["mid_block"])
         self.up_blocks = nn.ModuleList(block(by_block[f"up_blocks.{i}"])
                                        for i in range(len(config.unet["up_block_types"])))
-        if config.temporal_positions != "float32":  # the encoding as a checkpoint stored it (Hallo: fp16)
+        if config.temporal_positions != "float32":  # the encoding as a checkpoint stored it (EchoMimic, Hallo: fp16)
             stored = getattr(torch, config.temporal_positions)
             for attention in self.modules():
                 if isinstance(attention, TemporalSelfAttention):

@@ -9,6 +9,8 @@ from .audio import AudioFeatures, AudioFrameInfo
 from .model_loader import LoadEMOModel
 from .reference import EncodeReference, FaceLocatorMask
 from .sampling import EMOSampler, ExtendWithMotionFrames, SpeedCondition
+from .video import RenderVideo
+from .vocals import IsolateVocals
 
 comfy_bridge.register_model_folders()
 
@@ -21,6 +23,8 @@ NODE_CLASS_MAPPINGS = {
     "EMOSampler": EMOSampler,
     "EMOExtendWithMotionFrames": ExtendWithMotionFrames,
     "EMOAudioFrameInfo": AudioFrameInfo,
+    "EMOIsolateVocals": IsolateVocals,
+    "EMORenderVideo": RenderVideo,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,4 +36,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "EMOSampler": "EMO Sampler",
     "EMOExtendWithMotionFrames": "Extend With Motion Frames",
     "EMOAudioFrameInfo": "Audio Frame Info",
+    "EMOIsolateVocals": "Isolate Vocals",
+    "EMORenderVideo": "EMO Render Video",
 }

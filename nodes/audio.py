@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
+from emo_models.options import OPTIONS, check_option
 
 from . import comfy_bridge
 from .boundary import audio_to_waveform
 
-FPS = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 120.0, "step": 1.0,
-                 "tooltip": "Video frame rate; 0 = from the checkpoint. Give CreateVideo the same (connect the fps "
-                 "output)."})
-SECONDS = {"min": 0.0, "max": 86400.0, "step": 0.01}
+FPS_UNSET = 0.0  # the fps widget's "from the checkpoint"
+FPS = OPTIONS["fps"].node_input(unset=FPS_UNSET, step=1.0)  # give CreateVideo the same (connect the fps output)
 
 
 class AudioFeatures:
@@ -31,19 +29,19 @@ class AudioFeatures:
             "emo_model": ("EMO_MODEL",),
             "audio": ("AUDIO", {"tooltip": "Speech or singing at any sample rate; channels are averaged."}),
             "fps": FPS,
-            "start": ("FLOAT", {**SECONDS, "default": 0.0, "tooltip": "Start of the span, in seconds."}),
-            "duration": ("FLOAT", {**SECONDS, "default": 0.0, "tooltip": "Length of the span in seconds; "
-                         "0 = to the end."}),
+            "start": OPTIONS["start"].node_input(step=0.01),
+            "duration": OPTIONS["duration"].node_input(step=0.01),
         }}
 
     def encode(self, emo_model, audio, fps, start, duration):
         from emo_models.media import trim_audio
 
         waveform, rate = audio_to_waveform(audio, "audio")
+        start, duration = check_option("start", start), check_option("duration", duration)
         span = trim_audio(waveform, rate, start, duration)
         label = f"audio ({start:g} s + {'rest' if duration == 0 else f'{duration:g} s'})"
-        encoding = emo_model.loaded().encode_audio(span, rate, fps=fps or None, name=label)
-        encoding = dataclasses.replace(encoding, windows=encoding.windows.to(comfy_bridge.intermediate_device()))
+        encoding = emo_model.loaded().encode_audio(span, rate, fps=OPTIONS["fps"].unset_to_none(fps, FPS_UNSET), name=label)
+        encoding = encoding.to(comfy_bridge.intermediate_device())
         return encoding, {"waveform": span, "sample_rate": rate}, encoding.frames, encoding.fps
 
 
@@ -64,5 +62,5 @@ class AudioFrameInfo:
     def measure(self, emo_model, audio, fps):
         waveform, rate = audio_to_waveform(audio, "audio", silence_ok=True)
         samples = int(waveform.shape[-1])
-        frames, fps = emo_model.pipeline.count_frames(samples, rate, fps or None)
+        frames, fps = emo_model.pipeline.count_frames(samples, rate, OPTIONS["fps"].unset_to_none(fps, FPS_UNSET))
         return frames, samples / rate, fps

@@ -2,14 +2,16 @@
 
 Inside ComfyUI these call ``folder_paths``, ``comfy.model_management``, ``comfy.model_patcher`` and
 ``comfy.utils``. Without it (tests, scripts) they fall back to: a folder registry stub (``models/`` in
-the working directory, or ``$EMO_MODELS_DIR``), ``torch.device("cpu")``, a no-op progress bar and a
-module-level interrupt flag with ComfyUI's semantics.
+the working directory, or ``$EMO_MODELS_DIR``), ``torch.device("cpu")``, a no-op progress bar, a
+module-level interrupt flag with ComfyUI's semantics, the system temp folder and a file-backed VIDEO stand-in.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import threading
 
 import torch
@@ -26,10 +28,12 @@ HAVE_COMFY = _folder_paths is not None
 log = logging.getLogger("emo-comfy")
 
 WEIGHT_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
-OUR_FOLDERS = ("emo", "animatediff_models", "audio_encoders", "face_analysis")  # created when ComfyUI lacks them
-STUB_FOLDERS = ("emo", "checkpoints", "diffusers", "vae", "animatediff_models", "audio_encoders", "face_analysis")
-# Folders whose files are not torch/safetensors weights: the face-analysis .onnx and MediaPipe .task files.
-FOLDER_EXTENSIONS = {"face_analysis": {".onnx", ".task"}}
+OUR_FOLDERS = ("emo", "animatediff_models", "audio_encoders", "face_analysis", "audio_separation")  # created when ComfyUI lacks them
+STUB_FOLDERS = ("emo", "checkpoints", "diffusers", "vae", "animatediff_models", "audio_encoders", "face_analysis",
+                "audio_separation")
+# Folders whose files are not torch/safetensors weights: the face-analysis .onnx and MediaPipe .task files,
+# the MDX-Net vocal separation .onnx files.
+FOLDER_EXTENSIONS = {"face_analysis": {".onnx", ".task"}, "audio_separation": {".onnx"}}
 
 # ---- model folders -------------------------------------------------------------------------------
 _stub_folders: dict[str, list[str]] = {}
@@ -40,8 +44,8 @@ def _stub_models_dir() -> str:
 
 
 def register_model_folders() -> None:
-    """Add ``models/emo``, ``models/animatediff_models``, ``models/face_analysis`` (and ``audio_encoders``
-    on old cores).
+    """Add ``models/emo``, ``models/animatediff_models``, ``models/face_analysis``, ``models/audio_separation``
+    (and ``audio_encoders`` on old cores).
 
     A name ComfyUI already knows (core, or an extra_model_paths.yaml entry) keeps its folders first;
     ours is appended and weight extensions are added to its filter, never replacing the entry.
@@ -101,13 +105,15 @@ def model_files(name: str) -> list[str]:
     return sorted(found)
 
 
-def model_folders(name: str, marker: str, depth: int = 3) -> list[str]:
-    """Sub-folders (up to ``depth`` deep) of a model kind's folders that hold a ``marker`` file."""
+def model_folders(name: str, marker: str | tuple[str, ...], depth: int = 3) -> list[str]:
+    """Sub-folders (up to ``depth`` deep) of a model kind's folders that hold a ``marker`` file (a path
+    relative to the folder, or any of several)."""
+    markers = (marker,) if isinstance(marker, str) else tuple(marker)
     found = set()
     for root in model_roots(name):
-        for folder, dirs, files in os.walk(root, followlinks=True):
+        for folder, dirs, _files in os.walk(root, followlinks=True):
             rel = os.path.relpath(folder, root)
-            if rel != "." and marker in files:
+            if rel != "." and any(os.path.isfile(os.path.join(folder, m)) for m in markers):
                 found.add(rel.replace(os.sep, "/"))
                 dirs.clear()  # a model folder's own sub-folders are its parts
             elif rel.count(os.sep) + 1 >= depth:
@@ -213,3 +219,45 @@ def throw_exception_if_processing_interrupted() -> None:
     elif _interrupt.is_set():
         _interrupt.clear()
         raise InterruptProcessingException()
+
+
+# ---- files and videos ----------------------------------------------------------------------------
+def temp_directory() -> str:
+    """Where node-made files wait for a Save node: ComfyUI's temp folder (emptied at its start), else the
+    system's temp folder's ``emo-comfy``."""
+    folder = _folder_paths.get_temp_directory() if HAVE_COMFY else os.path.join(tempfile.gettempdir(), "emo-comfy")
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+class FileVideo:
+    """Stand-in for ComfyUI's ``VideoFromFile`` without ComfyUI: a video file on disk (the VIDEO it saves)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def get_stream_source(self) -> str:
+        return self.path
+
+    def get_dimensions(self) -> tuple[int, int]:
+        from emo_models.media import probe_video
+
+        info = probe_video(self.path)
+        return info["width"], info["height"]
+
+    def save_to(self, path: str, *args, **kwargs) -> None:
+        shutil.copyfile(self.path, path)
+
+
+def video_from_file(path: str):
+    """ComfyUI's file-backed VIDEO (``VideoFromFile``, what Save Video takes) of an mp4 on disk."""
+    if not HAVE_COMFY:
+        return FileVideo(path)
+    try:
+        from comfy_api.latest import InputImpl
+
+        return InputImpl.VideoFromFile(path)
+    except ImportError:  # cores before comfy_api.latest
+        from comfy_api.input_impl import VideoFromFile
+
+        return VideoFromFile(path)

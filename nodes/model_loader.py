@@ -30,14 +30,11 @@ class EMOModules(torch.nn.Module):
 
 
 def native_checkpoints() -> list[str]:
-    """Model folders under models/emo: EMO checkpoints (config.json) and Hallo releases (hallo/net.pth,
-    listed by the release folder; the config files inside a release are not models of their own)."""
-    releases = [f.removesuffix("/hallo") for f in comfy_bridge.model_folders("emo", "net.pth")
-                if f == "hallo" or f.endswith("/hallo")]
-    releases = [f for f in releases if f != "hallo"]  # a bare hallo/ folder directly in models/emo: no name
-    natives = [f for f in comfy_bridge.model_folders("emo", "config.json")
-               if not any(f == r or f.startswith(r + "/") for r in releases)]
-    return sorted(natives + releases)
+    """EMO checkpoint folders under models/emo: native ones (config.json) and open families' releases as
+    downloaded (EchoMimic's pretrained_weights: emo_models.families)."""
+    from emo_models.families import FAMILIES
+
+    return comfy_bridge.model_folders("emo", ("config.json", *(f.marker for f in FAMILIES.values())))
 
 
 def base_models() -> list[str]:
@@ -45,6 +42,12 @@ def base_models() -> list[str]:
     files = [f"checkpoints/{name}" for name in comfy_bridge.model_files("checkpoints")]
     folders = [f"diffusers/{name}" for name in comfy_bridge.model_folders("diffusers", "model_index.json")]
     return files + folders
+
+
+def audio_encoders() -> list[str]:
+    """wav2vec2 in models/audio_encoders: single files (ComfyUI's layout) and transformers folders (config.json)."""
+    return sorted(set(comfy_bridge.model_files("audio_encoders")) |
+                  set(comfy_bridge.model_folders("audio_encoders", "config.json")))
 
 
 def refuse_escape(name: str, input_name: str, kind: str) -> None:
@@ -86,16 +89,17 @@ class LoadEMOModel:
 
         return {"required": {
             "checkpoint": ([*native_checkpoints(), ASSEMBLE], {"tooltip": "A native EMO checkpoint folder in "
-                           "models/emo (config.json + safetensors), a Hallo release there (models/emo/<name>/ with "
-                           "hallo/net.pth, see the README), or assemble one from the parts below."}),
+                           "models/emo (config.json + safetensors), an EchoMimic or Hallo release folder as "
+                           "downloaded (models/emo/<name>/, see the README), or assemble one from the parts below."}),
             "base_model": choice(base_models(), "Assemble only: SD-1.5 from models/checkpoints (single file) or "
                                  "models/diffusers (folder); its UNet fills the backbone and ReferenceNet."),
             "vae": choice(comfy_bridge.model_files("vae"), "Assemble only: a VAE from models/vae; (none) uses "
                           "the base model's VAE."),
             "motion_module": choice(comfy_bridge.model_files("animatediff_models"), "Assemble only: AnimateDiff "
                                     "motion module (mm_sd_v15_v2) from models/animatediff_models."),
-            "audio_encoder": choice(comfy_bridge.model_files("audio_encoders"), "Assemble only: wav2vec2 from "
-                                    "models/audio_encoders (e.g. wav2vec2-base-960h)."),
+            "audio_encoder": choice(audio_encoders(), "Assemble only: a wav2vec2 file or transformers folder from "
+                                    "models/audio_encoders (base, large or XLS-R; its layers and width size the "
+                                    "audio projection)."),
             "config": (list(PRESETS), {"default": "full", "tooltip": "Assemble only: model size preset (full = "
                        "SD-1.5 at 512x512; tiny = a small random model for testing)."}),
             "dtype": (["auto", *DTYPES], {"default": "auto", "tooltip": "Weights precision; auto follows "
@@ -113,26 +117,27 @@ class LoadEMOModel:
             if chosen:
                 raise ValueError(f"checkpoint: {checkpoint!r} is a complete EMO checkpoint but parts are set "
                                  f"({', '.join(chosen)}); set them to (none), or pick {ASSEMBLE}")
-            pipeline, reports, source = self._native(checkpoint, torch_dtype)
+            pipeline, report, source = self._native(checkpoint, torch_dtype)
         else:
-            pipeline, reports, source = self._assembled(parts, config, torch_dtype)
-        for report in reports:
-            comfy_bridge.log.info("EMO %s", report)
+            pipeline, report, source = self._assembled(parts, config, torch_dtype)
+        comfy_bridge.log.info("EMO %s", "\n".join(report.summary))
+        for line in report.warnings:  # untrained parts: the video would be noise, say so in the console
+            comfy_bridge.log.warning("EMO %s", line)
         patcher = comfy_bridge.model_patcher(EMOModules(pipeline))
         return (EMOModelHandle(pipeline=pipeline, patcher=patcher, source=source),)
 
     @staticmethod
     def _native(checkpoint, dtype):
-        from emo_models.loading import load_pipeline
+        from emo_models.loading import checkpoint_report, load_pipeline
 
         folder = resolve("emo", checkpoint, native_checkpoints(), "checkpoint")
         pipeline, reports = load_pipeline(folder, device=comfy_bridge.offload_device(), dtype=dtype)
-        return pipeline, reports, folder
+        return pipeline, checkpoint_report(folder, pipeline, reports), folder
 
     @staticmethod
     def _assembled(parts, config, dtype):
         from emo_models.config import get_config
-        from emo_models.loading import assemble
+        from emo_models.loading import assemble, assembly_report
 
         if config not in PRESETS:
             raise ValueError(f"config: {config!r}; choose one of {', '.join(PRESETS)}")
@@ -148,9 +153,13 @@ class LoadEMOModel:
                                  "models/diffusers; pick a name from the list")
             choices = [c.partition("/")[2] for c in base_models() if c.startswith(kind + "/")]
             paths["base"] = resolve(kind, name, choices, "base_model")
-        for key, kind in (("vae", "vae"), ("motion_module", "animatediff_models"), ("audio_encoder", "audio_encoders")):
+        listed = {"vae": ("vae", comfy_bridge.model_files("vae")),
+                  "motion_module": ("animatediff_models", comfy_bridge.model_files("animatediff_models")),
+                  "audio_encoder": ("audio_encoders", audio_encoders())}
+        for key, (kind, choices) in listed.items():
             if parts[key] != NONE:
-                paths[key] = resolve(kind, parts[key], comfy_bridge.model_files(kind), key)
+                paths[key] = resolve(kind, parts[key], choices, key)
         pipeline, reports = assemble(get_config(config), **paths)
         pipeline.to(device=comfy_bridge.offload_device(), dtype=dtype)
-        return pipeline, reports, ", ".join(f"{k}={v}" for k, v in paths.items()) or f"random {config}"
+        report = assembly_report(pipeline, reports, paths)
+        return pipeline, report, ", ".join(f"{k}={v}" for k, v in paths.items()) or f"random {config}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from emo_models.face_region import CROP_MODES
+from emo_models.validation import check_face_mask
 
 from . import comfy_bridge
 from .boundary import frames_to_image, image_to_model, mask_to_model
@@ -14,8 +15,8 @@ CROPS = CROP_MODES
 
 
 def _mask_on(mask, height: int, width: int) -> torch.Tensor:
-    """A MASK input as (1, 1, height, width): the union of its batch, resized to the image."""
-    region = mask_to_model(mask).amax(dim=0, keepdim=True)
+    """A MASK input as (1, 1, height, width): the union of its batch, resized to the image (same aspect only)."""
+    region = check_face_mask(mask_to_model(mask), height, width, "mask").amax(dim=0, keepdim=True)
     if tuple(region.shape[-2:]) != (height, width):
         region = torch.nn.functional.interpolate(region, size=(height, width), mode="bilinear")
     return region
@@ -48,7 +49,7 @@ class EncodeReference:
 
     def encode(self, emo_model, image, crop, face_expand, mask=None):
         from emo_models.face_region import frame_portrait, mask_box
-        from emo_models.render import encode_portrait
+        from emo_models.portrait_inputs import encode_portrait
 
         if crop not in CROPS:
             raise ValueError(f"crop: {crop!r}; choose one of {', '.join(CROPS)}")

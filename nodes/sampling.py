@@ -1,4 +1,4 @@
-"""Speed Condition, EMO Sampler and Extend With Motion Frames: the clip-by-clip denoising loop in ComfyUI.
+"""Speed Condition, EMO Sampler and Extend With Motion Frames: the one render path in ComfyUI.
 
 Progress goes to ComfyUI's ProgressBar once per denoising step, with a cheap preview (the 4 latent
 channels through SD-1.5's fixed latent->RGB matrix, as ComfyUI's Latent2RGB previewer); a cancel stops
@@ -7,13 +7,16 @@ the pipeline before its next step and surfaces as ComfyUI's InterruptProcessingE
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from PIL import Image
 
-from emo_models.preset import FIRST_CLIP_MOTION
+from emo_models.options import OPTIONS
+from emo_models.preset import FIRST_CLIP_MOTION, SAMPLERS
 from emo_models.schedulers import SCHEDULERS as SCHEDULER_TABLE
+from emo_models.speed_presets import SPEED_PRESETS, describe_presets, speed_value
 
 from . import comfy_bridge
 from .boundary import frames_to_image, image_to_model, mask_to_model
@@ -22,34 +25,34 @@ from .types import SpeedSchedule
 FROM_CHECKPOINT = "checkpoint"  # a choice meaning "what the checkpoint was trained for"
 SCHEDULERS = (FROM_CHECKPOINT, *SCHEDULER_TABLE)
 FIRST_CLIP = (FROM_CHECKPOINT, *FIRST_CLIP_MOTION)
+SAMPLER_CHOICES = (FROM_CHECKPOINT, *SAMPLERS)
 SD15_LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350),
                    (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177))
 PREVIEW_SIZE = 512
 
-SAMPLER_SETTINGS = {
-    "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": "Denoising steps per clip; 0 = from the "
-              "checkpoint (the paper: 40 with ddim; fewer than 20 gives artifacts)."}),
-    "cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01, "tooltip": "Guidance "
-            "scale, unconditional vs full (2 model passes per step); 1 = off; 0 = from the checkpoint."}),
-    "reference_cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01,
-                      "tooltip": "Separate guidance towards the reference identity; unequal reference and audio "
-                      "scales cost a 3rd pass. 0 = from the checkpoint (or cfg when set)."}),
-    "audio_cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01,
-                  "tooltip": "Separate guidance towards the audio: lip sync and expression strength. 0 = from "
-                  "the checkpoint (or cfg when set)."}),
-    "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-             "tooltip": "Noise seed; the same seed and inputs give the same video."}),
+CFG = {"step": 0.1, "round": 0.01}
+UNSET = {"steps": 0, "cfg": 0.0, "cfg_reference": 0.0, "cfg_audio": 0.0, "frames_per_clip": 0, "motion_frames": -1,
+         "context_overlap": -1}
+SAMPLER_SETTINGS = {  # ranges from the one table; UNSET, just below each range, = from the checkpoint
+    "steps": OPTIONS["steps"].node_input(unset=UNSET["steps"]),
+    "cfg": OPTIONS["cfg"].node_input(unset=UNSET["cfg"], **CFG),
+    "reference_cfg": OPTIONS["cfg_reference"].node_input(unset=UNSET["cfg_reference"], **CFG),
+    "audio_cfg": OPTIONS["cfg_audio"].node_input(unset=UNSET["cfg_audio"], **CFG),
+    "seed": OPTIONS["seed"].node_input(control_after_generate=True),
     "scheduler": (list(SCHEDULERS), {"default": FROM_CHECKPOINT, "tooltip": "ddim as the paper; dpmpp_2m for "
                   "fewer steps; euler; checkpoint = the one it was trained for."}),
-    "frames_per_clip": ("INT", {"default": 0, "min": 0, "max": 32, "tooltip": "New frames per clip (paper: "
-                        "12); 0 = from the checkpoint. frames_per_clip + motion_frames must fit the model's "
-                        "temporal window."}),
-    "motion_frames": ("INT", {"default": -1, "min": -1, "max": 16, "tooltip": "Frames of the previous clip each "
-                      "clip continues from (paper: 4); -1 = from the checkpoint."}),
+    "frames_per_clip": OPTIONS["frames_per_clip"].node_input(unset=UNSET["frames_per_clip"]),
+    "motion_frames": OPTIONS["motion_frames"].node_input(unset=UNSET["motion_frames"]),
 }
+WIDGET_NAMES = {"cfg_reference": "reference_cfg", "cfg_audio": "audio_cfg", "first_clip_motion": "first_clip"}
 FIRST_CLIP_SETTING = {
     "first_clip": (list(FIRST_CLIP), {"default": FROM_CHECKPOINT, "tooltip": "Motion frames of the first clip: "
                    "reference = the portrait repeated, zeros = none; checkpoint = what it was trained for."}),
+    "sampler": (list(SAMPLER_CHOICES), {"default": FROM_CHECKPOINT, "tooltip": "motion_frames: clip by clip, each "
+                "continuing the last frames of the one before (EMO); context_windows: every step denoises the whole "
+                "video in overlapping windows of frames_per_clip, averaged (EchoMimic, no motion frames); "
+                "checkpoint = the one it was trained for."}),
+    "context_overlap": OPTIONS["context_overlap"].node_input(unset=UNSET["context_overlap"]),
 }
 CONDITIONS = {
     "face_mask": ("MASK", {"tooltip": "Where the face may move (Face Locator Mask), drawn on the portrait. "
@@ -66,42 +69,65 @@ def latent_preview(latent: torch.Tensor) -> Image.Image:
 
 
 def render_settings(config, frames: int, *, steps, cfg, reference_cfg, audio_cfg, seed, scheduler, frames_per_clip,
-                    motion_frames, first_clip=FROM_CHECKPOINT, speed=None):
-    """The widgets' values as RenderSettings: 0 (-1 for motion_frames, "checkpoint" for choices) = the checkpoint's."""
+                    motion_frames, first_clip=FROM_CHECKPOINT, sampler=FROM_CHECKPOINT, context_overlap=-1, speed=None):
+    """The widgets' values as RenderSettings: below the range (0, -1 for motion_frames and context_overlap;
+    "checkpoint" for choices) = the checkpoint's; errors name the widget."""
     from emo_models.render import RenderSettings
 
-    def given(value, unset):
-        return None if value == unset else value
+    def given(name, value):
+        return OPTIONS[name].unset_to_none(value, UNSET[name])
 
     return RenderSettings.from_config(
-        config, steps=given(steps, 0), scheduler=given(scheduler, FROM_CHECKPOINT), cfg=given(cfg, 0),
-        cfg_reference=given(reference_cfg, 0), cfg_audio=given(audio_cfg, 0),
-        frames_per_clip=given(frames_per_clip, 0), motion_frames=None if motion_frames < 0 else motion_frames,
-        first_clip_motion=given(first_clip, FROM_CHECKPOINT), seed=seed,
-        speed=None if speed is None else speed.per_frame(frames))
+        config, steps=given("steps", steps), scheduler=None if scheduler == FROM_CHECKPOINT else scheduler,
+        cfg=given("cfg", cfg), cfg_reference=given("cfg_reference", reference_cfg),
+        cfg_audio=given("cfg_audio", audio_cfg), frames_per_clip=given("frames_per_clip", frames_per_clip),
+        motion_frames=given("motion_frames", motion_frames),
+        first_clip_motion=None if first_clip == FROM_CHECKPOINT else first_clip, seed=seed,
+        speed=None if speed is None else speed.per_frame(frames),
+        sampler=None if sampler == FROM_CHECKPOINT else sampler, context_overlap=given("context_overlap", context_overlap),
+        label=lambda name: WIDGET_NAMES.get(name, name))
 
 
-def render_video(emo_model, reference, audio, *, face_mask=None, speed=None, previous_frames=None, **widgets):
-    """The one render path with ComfyUI's progress (a preview per step) and cancel -> Rendered (frames, latents)."""
-    from emo_models.pipeline import GenerationCancelled
-    from emo_models.render import face_locator_region, render
+def render_clips(emo_model, reference, audio, *, face_mask=None, speed=None, previous_frames=None, **widgets):
+    """The one render path with ComfyUI's progress (a preview per step) and cancel -> (settings, the clips as
+    they render). A cancel raises GenerationCancelled from the iterator (:func:`cancelled` turns it into
+    ComfyUI's exception)."""
+    from emo_models.portrait_inputs import face_locator_region
+    from emo_models.render import render_clips as clips
 
     pipeline = emo_model.loaded()
     settings = render_settings(pipeline.config, audio.frames, speed=speed, **widgets)
     mask = None if face_mask is None else mask_to_model(face_mask, "face_mask")
     region = face_locator_region(reference.encoding, reference.portrait, pipeline.config, mask)
-    bar = comfy_bridge.progress_bar(math.ceil(audio.frames / settings.frames_per_clip) * settings.steps)
+    windows = settings.sampler == "context_windows"  # all frames at every step: one step is one update
+    bar = comfy_bridge.progress_bar(settings.steps * (1 if windows else math.ceil(audio.frames / settings.frames_per_clip)))
 
     def on_step(done, total, latents):
         bar.update_absolute(done, total, ("JPEG", latent_preview(latents[0]), PREVIEW_SIZE))
 
+    return settings, clips(pipeline, reference.to(pipeline.device, pipeline.dtype).encoding, audio, region, settings,
+                           previous_frames=previous_frames, on_step=on_step,
+                           should_stop=comfy_bridge.processing_interrupted)
+
+
+@contextlib.contextmanager
+def cancelled():
+    """Turn the render path's GenerationCancelled into ComfyUI's InterruptProcessingException."""
+    from emo_models.pipeline import GenerationCancelled
+
     try:
-        return render(pipeline, reference.to(pipeline.device, pipeline.dtype).encoding, audio, region, settings,
-                      previous_frames=previous_frames, on_step=on_step,
-                      should_stop=comfy_bridge.processing_interrupted)
+        yield
     except GenerationCancelled:
         comfy_bridge.throw_exception_if_processing_interrupted()
         raise
+
+
+def render_video(emo_model, reference, audio, **kwargs):
+    """:func:`render_clips` collected -> Rendered (frames, latents) (kwargs as there)."""
+    from emo_models.render import collect
+
+    with cancelled():
+        return collect(render_clips(emo_model, reference, audio, **kwargs)[1])
 
 
 class SpeedCondition:
@@ -116,20 +142,24 @@ class SpeedCondition:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "speed": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip": "Degrees per "
-                      "frame: 0.1-1.0 for speech, 1.0-1.3 for singing; above 1.5 jitters."}),
+            "speed": OPTIONS["speed"].node_input(default=0.5, step=0.05),
         }, "optional": {
             "schedule": ("STRING", {"default": "", "multiline": True, "tooltip": "Per-frame speeds '0.4, 0.6, "
-                         "0.8' or keyframes 'frame:speed' like '0:0.3, 48:1.0' (linear between, held after). "
-                         "Empty: the constant speed."}),
+                         "0.8' or keyframes 'frame:speed' like '0:0.3, 48:1.0' or '0:speech, 48:singing' (linear "
+                         "between, held after). Empty: the constant speed."}),
+            "preset": (["custom", *SPEED_PRESETS], {"default": "custom", "tooltip": "A named speed instead of "
+                       f"the number above: {describe_presets()} degrees/frame. custom: use the number."}),
         }}
 
-    def build(self, speed, schedule=""):
+    def build(self, speed, schedule="", preset="custom"):
+        if preset != "custom":
+            speed = speed_value(preset, "preset")
         return (SpeedSchedule.parse(speed, schedule),)
 
 
 class EMOSampler:
-    """Talking-portrait frames from a reference and audio features, clip by clip (IMAGE + LATENT)."""
+    """Talking-portrait frames from a reference and audio features, clip by clip or in context windows
+    (IMAGE + LATENT)."""
 
     CATEGORY = "EMO"
     RETURN_TYPES = ("IMAGE", "LATENT")

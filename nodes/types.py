@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from emo_models.options import check_option, check_values
+from emo_models.speed_presets import describe_presets, speed_value
+
 from . import comfy_bridge
 
 if TYPE_CHECKING:
@@ -59,7 +62,7 @@ class EncodedReference:
         return dataclasses.replace(self, encoding=moved)
 
 
-_KEYFRAME = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*:\s*([-+0-9.eE]+)\s*$")
+_KEYFRAME = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*:\s*([-+0-9.eE]+|[a-z-]+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -81,26 +84,26 @@ class SpeedSchedule:
 
     @classmethod
     def parse(cls, speed: float, schedule: str = "") -> SpeedSchedule:
-        """``schedule``: "" (use ``speed``), per-frame values "0.4, 0.6, 0.8", or keyframes "0:0.3, 48:1.0"."""
-        if not speed >= 0:
-            raise ValueError(f"speed: {speed}; give a non-negative speed in degrees/frame (0.1-1.3 typical)")
+        """``schedule``: "" (use ``speed``), per-frame values "0.4, 0.6, 0.8", or keyframes "0:0.3, 48:1.0";
+        a value may be a preset name ("0:speech, 48:singing", see ``emo_models.speed_presets``)."""
+        speed = check_option("speed", speed)
         items = [item for item in re.split(r"[,;\n]+", schedule or "") if item.strip()]
         if not items:
             return cls(float(speed))
         keyed = [_KEYFRAME.match(item) for item in items]
         try:
             if all(keyed):
-                keyframes = sorted((float(m.group(1)), float(m.group(2))) for m in keyed)
+                keyframes = sorted((float(m.group(1)), speed_value(m.group(2), "schedule")) for m in keyed)
             elif not any(":" in item for item in items):
-                keyframes = [(float(i), float(item)) for i, item in enumerate(items)]
+                keyframes = [(float(i), speed_value(item, "schedule")) for i, item in enumerate(items)]
             else:
                 raise ValueError("mixed")
         except ValueError:
             raise ValueError(f"schedule: {schedule!r} is neither comma-separated speeds ('0.4, 0.6, 0.8') nor "
-                             "keyframes ('0:0.3, 48:1.0'); use one form throughout") from None
+                             "keyframes ('0:0.3, 48:1.0'); speeds are degrees/frame >= 0 or presets "
+                             f"({describe_presets()}); use one form throughout") from None
         frames = [at for at, _ in keyframes]
         if len(set(frames)) != len(frames):
             raise ValueError(f"schedule: frame numbers repeat in {schedule!r}; give each keyframe once")
-        if any(not v >= 0 or not np.isfinite(v) for _, v in keyframes):
-            raise ValueError(f"schedule: {schedule!r} has a negative or invalid speed; speeds are degrees/frame >= 0")
+        check_values("speed", [v for _, v in keyframes], "schedule")
         return cls(float(speed), tuple(keyframes))

@@ -56,3 +56,13 @@ def portrait():
     g = torch.Generator().manual_seed(3)
     small = torch.rand(1, 3, 8, 8, generator=g)
     return torch.nn.functional.interpolate(small, size=(64, 64), mode="bilinear", align_corners=False)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """The tiny random checkpoint folder, written by ``python -m emo_models init`` as a user would."""
+    from emo_models.cli import main
+
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    assert main(["init", "--config", "tiny", "--out", str(folder)]) == 0
+    return folder

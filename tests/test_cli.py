@@ -11,11 +11,12 @@ from emo_models.cli import COMMANDS, HelpFormatter, build_parser, main
 from emo_models.media import probe_video
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    assert main(["init", "--config", "tiny", "--out", str(folder)]) == 0
-    return folder
+def exit_code(argv) -> int:
+    """main's exit status, whether it returns it or argparse exits with it (options refused while parsing)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
 
 
 def _photo(path, mode, size):
@@ -155,17 +156,41 @@ def test_help_imports_only_what_the_chosen_command_needs(argv, absent):
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--steps", "0", "steps: 0; give a whole number of denoising steps >= 1"),
-    ("--fps", "0", "fps: 0.0; give a frame rate above 0"),
+    ("--steps", "0", "argument --steps: 0 is below the minimum 1. It is the denoising steps per clip"),
+    ("--fps", "0", "argument --fps: 0 is below the minimum 1. It is the video frame rate"),
     ("--face-box", "1,2", "--face-box: '1,2'; give four numbers x0,y0,x1,y1"),
-    ("--cfg", "nan", "cfg: nan; give a finite guidance scale"),
-    ("--upscale", "0", "--upscale: 0; give 1 (as generated) or more"),
+    ("--cfg", "nan", "argument --cfg: nan is not a number. It is the guidance scale"),
+    ("--upscale", "0", "argument --upscale: 0 is below the minimum 1. It is the enlargement of the frames"),
 ])
 def test_bad_options_are_refused_naming_them_and_nothing_is_written(checkpoint, tmp_path, capsys, option, value,
                                                                     message):
     image = _photo(tmp_path / "face.png", "RGB", (64, 64))
     audio = _speech(tmp_path / "speech.wav", 0.5, 16000, 1)
     out = tmp_path / "talk.mp4"
-    assert main(["generate", "--image", str(image), "--audio", str(audio), "--out", str(out),
-                 "--checkpoint", str(checkpoint), option, value]) == 2
+    assert exit_code(["generate", "--image", str(image), "--audio", str(audio), "--out", str(out),
+                      "--checkpoint", str(checkpoint), option, value]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_long_audio_streams_to_an_mp4_with_every_frame_and_the_whole_soundtrack(checkpoint, tmp_path, monkeypatch):
+    from emo_models import audio_encoding
+    from emo_models.media import read_video
+
+    monkeypatch.setattr(audio_encoding, "ONE_PASS_SECONDS", 1.0)  # 2.2 s counts as long: windows of 1 s
+    monkeypatch.setattr(audio_encoding, "OVERLAP_SECONDS", 0.3)
+    windows = []
+    encode = audio_encoding.WindowedFeatures.encode
+    monkeypatch.setattr(audio_encoding.WindowedFeatures, "encode", lambda self, j: windows.append(j) or encode(self, j))
+    audio = _speech(tmp_path / "song.wav", 2.2, 22050, 2)
+    out = tmp_path / "song.mp4"
+    assert main(["generate", "--image", str(_photo(tmp_path / "face.png", "RGB", (64, 64))), "--audio", str(audio),
+                 "--out", str(out), "--checkpoint", str(checkpoint), "--steps", "1", "--cfg", "1", "--fps", "10",
+                 "--frames-per-clip", "11"]) == 0
+    assert sorted(set(windows)) == [0, 1, 2]  # 22 frames in windows of 10 overlapping by 3: 0..9, 7..16, 14..21
+    frames, fps, sound, rate = read_video(out)
+    assert frames.shape[0] == 22 and fps == 10 and rate == 22050
+    original = sf.read(audio, dtype="float32")[0].mean(axis=1)
+    assert abs(sound.shape[0] - original.shape[0]) < 0.05 * rate  # the whole soundtrack, to within AAC's padding
+    lag = int(np.argmax(np.correlate(sound[:4096], original[:2048], mode="valid")))
+    heard = sound[lag:lag + 22050 * 2]
+    assert np.corrcoef(heard, original[:heard.shape[0]])[0, 1] > 0.95

@@ -34,7 +34,21 @@ def command_frames(command, inputs, checkpoint, monkeypatch, extra=()) -> torch.
     from emo_models import media
 
     captured = []
-    monkeypatch.setattr(media, "write_video", lambda path, frames, fps, **kw: captured.extend(frames))
+
+    class Capture:  # media.VideoWriter's interface, keeping the frames instead of encoding them
+        def __init__(self, path, fps, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, frames):
+            captured.extend(frames if frames.ndim == 4 else [frames])
+
+    monkeypatch.setattr(media, "VideoWriter", Capture)
     image, audio = inputs
     assert main([command, "--image", str(image), "--audio", str(audio), "--out", "unused.mp4", "--checkpoint",
                  str(checkpoint), "--steps", STEPS, "--seed", str(SEED), "--upscale", "1", *extra]) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -43,19 +44,16 @@ def test_frame_count_edge_cases():
 LENGTHS = [(9280, 16000, 25.0), (13230, 44100, 24.0), (17999, 48000, 30.0), (8820, 22050, 25.0)]
 
 
-def test_every_node_the_command_line_and_the_sampler_count_the_same_frames(models_dir, tmp_path, monkeypatch):  # noqa: F811
-    from emo_models import media
+def test_every_node_the_command_line_and_the_sampler_count_the_same_frames(models_dir, tmp_path):  # noqa: F811
     from emo_models.cli import main
 
     (model,) = run_node("EMOLoadModel", checkpoint="tiny")
-    written = []
-    monkeypatch.setattr(media, "write_video", lambda path, frames, fps, **kw: written.append(len(list(frames))))
     reference, _ = run_node("EMOEncodeReference", emo_model=model, image=torch.rand(1, 64, 64, 3))
     image = tmp_path / "face.png"
     from PIL import Image
 
     Image.new("RGB", (64, 64), (120, 90, 80)).save(image)
-    for samples, rate, fps in LENGTHS:
+    for i, (samples, rate, fps) in enumerate(LENGTHS):
         t = np.arange(samples) / rate
         wave = (0.4 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
         audio = {"waveform": torch.from_numpy(wave).repeat(1, 2, 1), "sample_rate": rate}
@@ -65,9 +63,10 @@ def test_every_node_the_command_line_and_the_sampler_count_the_same_frames(model
         assert frames == info == emo_audio.frames == expected, (samples, rate, fps)
         sf.write(tmp_path / "speech.wav", np.stack([wave, wave], 1), rate, subtype="FLOAT")
         assert main(["generate", "--image", str(image), "--audio", str(tmp_path / "speech.wav"), "--out",
-                     str(tmp_path / "talk.mp4"), "--checkpoint", str(models_dir / "emo" / "tiny"), "--fps", str(fps),
+                     str(tmp_path / f"talk{i}.mp4"), "--checkpoint", str(models_dir / "emo" / "tiny"), "--fps", str(fps),
                      "--steps", "1", "--cfg", "1", "--frames-per-clip", "12", "--motion-frames", "0"]) == 0
-        assert written[-1] == expected
+        with av.open(str(tmp_path / f"talk{i}.mp4")) as video:  # the frames the mp4 holds
+            assert sum(1 for _ in video.decode(video=0)) == expected, (samples, rate, fps)
     images, _ = run_node("EMOSampler", emo_model=model, reference=reference, emo_audio=emo_audio, steps=1, cfg=1.0,
                          frames_per_clip=12, motion_frames=0)
     assert images.shape[0] == frame_count(*LENGTHS[-1])

@@ -66,7 +66,7 @@ def test_release_loads_strictly_with_every_tensor_in_place(release):
     model = pipeline.model
     expected = tiny_hallo_config()
     assert replace(pipeline.config, vae=expected.vae, audio_encoder=expected.audio_encoder) == expected
-    assert pipeline.config.family == "hallo" and pipeline.config.vae["block_out_channels"] == expected.vae["block_out_channels"]
+    assert pipeline.config.name == "hallo" and pipeline.config.vae["block_out_channels"] == expected.vae["block_out_channels"]
     places = {"reference_unet.": model.reference_net, "face_locator.": model.face_locator,
               "imageproj.": model.identity_projection, "audioproj.": model.audio_projection}
     checked = 0

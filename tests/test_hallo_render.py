@@ -61,7 +61,26 @@ def test_audio_is_counted_with_ceil_and_read_padded_to_whole_clips(pipeline):
     wave = np.random.default_rng(0).standard_normal(16000 * 7 // 10).astype(np.float32)  # 0.7 s
     audio = pipeline.encode_audio(wave, 16000)
     assert audio.frames == math.ceil(0.7 * 25) == 18
-    assert audio.windows.shape[0] == 32  # two whole clips of 16, as Hallo pads them
+    assert audio.padding == 14  # two whole clips of 16, as Hallo pads them
+    padded = audio.windows(0, 32)
+    assert padded.shape[0] == 32
+    assert not torch.equal(padded[18:], padded[17:18].expand_as(padded[18:]))  # the last clip hears the silence
+    with pytest.raises(ValueError, match="14 of padding"):
+        audio.windows(0, 33)
+    assert audio.span(16, 18).padding == 14 and audio.span(0, 16).padding == 0
+
+
+def test_audio_longer_than_one_pass_is_padded_through_the_windowed_encoding(pipeline):
+    from emo_models.audio_encoding import WindowedFeatures, encode_audio
+
+    wave = np.random.default_rng(0).standard_normal(16000 * 7 // 10).astype(np.float32)
+    config = pipeline.config
+    held = encode_audio(pipeline.audio_encoder, wave, 18, 25.0, config.audio_window, 0.7, padding=14)
+    windowed = encode_audio(pipeline.audio_encoder, wave, 18, 25.0, config.audio_window, 0.7, padding=14,
+                            one_pass_seconds=0.4, overlap_seconds=0.1)
+    assert isinstance(windowed.source, WindowedFeatures) and windowed.source.frames == 32
+    assert (windowed.frames, windowed.padding) == (held.frames, held.padding) == (18, 14)
+    assert windowed.windows(0, 32).shape == held.windows(0, 32).shape
 
 
 def test_face_inputs_come_from_the_release_face_analysis_files(pipeline):

@@ -97,6 +97,64 @@ def test_exif_orientation_is_applied_to_non_square_photo(tmp_path, astronaut):
     assert media.load_image(tmp_path / "wide.png").shape == (1, 3, 200, 512)
 
 
+@pytest.fixture
+def small_side_bound(monkeypatch):
+    """Make the decode bound 128 px so 'huge' images are small enough for a unit test."""
+    monkeypatch.setattr(media, "MAX_IMAGE_SIDE", 128)
+
+
+def test_an_image_over_the_side_bound_is_reduced_while_decoding_and_says_so(tmp_path, astronaut, small_side_bound):
+    Image.fromarray(astronaut[:, :384]).save(tmp_path / "big.png")  # 384 wide, 512 high -> factor 4
+    with pytest.warns(UserWarning, match=r"big.png is 384x512; read at 96x128 \(images are reduced while decoding "
+                                         r"to at most 128 pixels on their longest side\)"):
+        image = media.load_image(tmp_path / "big.png")
+    expected = Image.fromarray(astronaut[:, :384]).reduce(4)
+    assert torch.equal(image[0], torch.from_numpy(np.array(expected)).permute(2, 0, 1).float() / 255)
+    assert media.image_size(tmp_path / "big.png") == (384, 512)
+
+
+def test_reduced_images_keep_exif_orientation_16_bits_and_transparency(tmp_path, astronaut, small_side_bound):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display rotated 90 degrees clockwise
+    Image.fromarray(astronaut[100:300]).save(tmp_path / "rot.jpg", exif=exif, quality=95)  # 512 wide, 200 high
+    with pytest.warns(UserWarning, match="read at"):
+        assert media.load_image(tmp_path / "rot.jpg").shape == (1, 3, 128, 50)
+    assert media.image_size(tmp_path / "rot.jpg") == (200, 512)
+
+    deep = np.full((300, 300), 40000, np.uint16)
+    Image.fromarray(deep).save(tmp_path / "i16.png")
+    with pytest.warns(UserWarning, match="read at 100x100"):
+        image = media.load_image(tmp_path / "i16.png")
+    assert torch.allclose(image, torch.full_like(image, 40000 / 65535))
+
+    palette = Image.fromarray(astronaut).quantize(16)
+    palette.save(tmp_path / "p.png", transparency=0)
+    with pytest.warns(UserWarning, match="read at 128x128"):
+        image = media.load_image(tmp_path / "p.png")
+    assert image.shape == (1, 3, 128, 128) and float(image.max()) == 1.0  # transparent pixels: white
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width x height (no pixel data): what a decompression bomb looks like."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("width,height", [(13000, 13000), (20000, 20000), (100000, 2000)])
+def test_an_image_over_the_pixel_bound_is_refused_from_its_header(tmp_path, width, height):
+    path = _png_header_only(tmp_path / "bomb.png", width, height)
+    with pytest.raises(ValueError, match=r"image: .*bomb.png (is \d+x\d+ \(\d+ megapixels\), )?(is )?above the 160 "
+                                         r"megapixels this reads.*; downscale it to at most 4096 pixels"):
+        media.load_image(path)
+
+
 def test_missing_or_unreadable_image_is_refused_naming_the_path(tmp_path):
     with pytest.raises(ValueError, match=r"image: .*nope\.png does not exist"):
         media.load_image(tmp_path / "nope.png")

@@ -30,9 +30,9 @@ def test_a_config_json_without_a_preset_gets_emos_defaults_and_a_partial_one_is_
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("steps", 0, r"generation.steps: 0; expected a whole number of denoising steps >= 1"),
+    ("steps", 0, r"generation.steps: 0 is below the minimum 1"),
     ("scheduler", "plms", r"generation.scheduler: 'plms'; expected one of ddim, dpmpp_2m, euler"),
-    ("guidance", -1, r"generation.guidance: -1; expected a finite number >= 0"),
+    ("guidance", -1, r"generation.guidance: -1 is below the minimum 1"),
     ("uncond_drops", ["identity"], r"generation.uncond_drops: \('identity',\); expected a non-empty list of"),
     ("first_clip_motion", "noise", r"generation.first_clip_motion: 'noise'; expected one of reference, zeros"),
     ("frame_rounding", "floor", r"generation.frame_rounding: 'floor'; expected one of nearest, ceil"),

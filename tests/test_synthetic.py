@@ -21,6 +21,7 @@ from emo_models.demo.synthetic import (
     synthesize_speech,
     write_clip_video,
 )
+from emo_models.head_pose import rotation_speed
 
 SR = 16000
 
@@ -74,6 +75,17 @@ def test_clip_shapes_and_identity_do_not_depend_on_length():
     x0, y0, x1, y1 = clip.face_box
     assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
     assert generate_clip(3, seconds=0.4, size=32).identity == clip.identity
+
+
+def test_clip_speed_is_the_geodesic_rotation_speed_that_prepare_measures_on_real_videos():
+    """Demo-trained and data-trained models learn the same units: degrees/frame of the rotation angle
+    between consecutive head poses, not the norm of the Euler-angle steps (a few % apart)."""
+    for speed in (0.2, 1.3):
+        clip = generate_clip(4, seconds=4.0, size=32, speed_deg_per_frame=speed)
+        np.testing.assert_allclose(clip.speed, rotation_speed(clip.head_pose), rtol=1e-5)
+        assert clip.speed.mean() == pytest.approx(speed, rel=1e-5)
+    euler = np.linalg.norm(np.diff(clip.head_pose.astype(np.float64), axis=0), axis=1)
+    assert np.abs(clip.speed[1:] / euler - 1).max() > 0.01
 
 
 def test_speech_has_varying_pitch_formant_colour_and_pauses():

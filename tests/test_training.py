@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,8 +156,9 @@ def test_each_stage_trains_its_groups_and_leaves_everything_else_bit_identical(w
 
 
 def test_resume_after_interruption_reproduces_the_uninterrupted_run_exactly(workspace):
+    """With every per-sample draw on: condition cases, first clips, noisy round-tripped motion frames."""
     init, data = workspace / "init", workspace / "data"
-    options = dict(steps=4, ema=0.99, **FAST)
+    options = dict(steps=4, ema=0.99, drop_both=0.3, first_clip=0.3, motion_noise=0.1, motion_round_trip=True, **FAST)
     whole = train(2, data, init, workspace / "whole", **options)
 
     class Interrupted(Exception):
@@ -178,6 +180,31 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run_exactly(work
     log = (workspace / "resumed" / "log.csv").read_text().splitlines()
     assert [int(row.split(",")[0]) for row in log[1:]] == [1, 2, 3, 4]
     assert json.loads((resumed.checkpoint / "metadata.json").read_text())["ema"] is True
+
+
+def test_training_cases_follow_the_checkpoints_generation_preset(workspace, monkeypatch):
+    """A checkpoint sampled with zeros as the first clip's motion frames and a face-dropping unconditional
+    branch is trained on exactly those: the first-clip samples get no motion context, the unconditional
+    ones lose the face too, and every sample has a face mask."""
+    init = workspace / "zeros_init"
+    shutil.copytree(workspace / "init", init)
+    config = json.loads((init / "config.json").read_text())
+    config["generation"] = {**config.get("generation", {}), "first_clip_motion": "zeros",
+                            "uncond_drops": ["reference", "audio", "face"]}
+    (init / "config.json").write_text(json.dumps(config))
+    seen, forward = [], StageDenoiser.forward
+
+    def spy(self, *args, **kwargs):
+        seen.append((args[3], kwargs["dropped"], kwargs["zero_motion"]))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(StageDenoiser, "forward", spy)
+    train(2, workspace / "data", init, workspace / "zeros", steps=1, batch_size=2, first_clip=1.0, drop_both=0.999,
+          drop_audio=0.0, save_every=0, progress_bar=False)
+    (face_mask, dropped, zero_motion), = seen
+    assert face_mask.shape == (2, 1, 64, 64) and face_mask.amax() == 1
+    assert zero_motion.tolist() == [True, True]
+    assert {name: mask.tolist() for name, mask in dropped.items()} == {n: [True, True] for n in ("reference", "audio", "face")}
 
 
 def test_two_processes_with_batch_1_equal_one_process_with_batch_2(workspace):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from emo_models.atomic_output import OutputError
 from emo_models.config import full_config, tiny_config
 from emo_models.weights import animatediff, native, sd15, wav2vec2
 from emo_models.weights.inspect import describe
@@ -299,24 +300,30 @@ def test_native_checkpoint_round_trips_bit_exact_with_shared_and_strided_storage
     assert_same_tensors(loaded["speed_encoder"], components["speed_encoder"].state_dict())
 
 
-def test_native_save_replaces_a_checkpoint_only_when_complete(tmp_path, monkeypatch):
+def test_native_save_replaces_a_checkpoint_only_with_force_and_only_when_complete(tmp_path, monkeypatch):
     folder = tmp_path / "emo"
-    native.save_checkpoint(folder, CONFIG, {"vae": {"w": torch.ones(2)}})
-    native.save_checkpoint(folder, CONFIG, {"vae": {"w": torch.zeros(2)}})
-    assert torch.equal(native.load_checkpoint(folder)[1]["vae"]["w"], torch.zeros(2))
+    native.save_checkpoint(folder, CONFIG, {"vae": {"w": torch.ones(2)}, "temporal": {"w": torch.ones(1)}})
+    with pytest.raises(OutputError, match=r"emo already exists and is not empty; give --force"):
+        native.save_checkpoint(folder, CONFIG, {"vae": {"w": torch.zeros(2)}})
+    (folder / "checkpoint-7").mkdir()
+    (folder / "checkpoint-7" / "progress.json").write_text("{}")
+    (folder / "notes.txt").write_text("mine")
+    native.save_checkpoint(folder, CONFIG, {"vae": {"w": torch.zeros(2)}}, force=True)
+    config, loaded = native.load_checkpoint(folder)
+    assert sorted(loaded) == ["vae"] and torch.equal(loaded["vae"]["w"], torch.zeros(2))  # stale temporal gone
+    assert (folder / "checkpoint-7" / "progress.json").read_text() == "{}"
+    assert (folder / "notes.txt").read_text() == "mine"
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt("cancelled")
 
     monkeypatch.setattr(native, "save_file", fail)
     with pytest.raises(KeyboardInterrupt):
-        native.save_checkpoint(folder, CONFIG, {"vae": {"w": torch.full((2,), 5.0)}})
+        native.save_checkpoint(folder, CONFIG, {"vae": {"w": torch.full((2,), 5.0)}}, force=True)
     assert torch.equal(native.load_checkpoint(folder)[1]["vae"]["w"], torch.zeros(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emo"]
-    (tmp_path / "photos").mkdir()
-    (tmp_path / "photos" / "me.png").write_bytes(b"png")
-    with pytest.raises(WeightsError, match="not an EMO checkpoint folder; refusing to replace it"):
-        native.save_checkpoint(tmp_path / "photos", CONFIG, {})
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-7", "config.json", "notes.txt",
+                                                        "vae.safetensors"]
     with pytest.raises(WeightsError, match=r"unknown components \['unet'\]"):
         native.save_checkpoint(folder, CONFIG, {"unet": {}})
 

@@ -116,8 +116,9 @@ def test_our_widget_values_are_valid_for_their_inputs(path, workflow_models):
                 assert isinstance(value, str), where
 
 
-def execute(workflow: dict, outputs: dict) -> None:
-    """Run a UI workflow's nodes in order: ours through NODE_CLASS_MAPPINGS, LoadImage/LoadAudio replaced
+def execute(workflow: dict, outputs: dict, checkpoint: str = "tiny", overrides: dict | None = None) -> None:
+    """Run a UI workflow's nodes in order: ours through NODE_CLASS_MAPPINGS (EMOLoadModel loading
+    ``checkpoint``, widgets of a node type replaced by ``overrides[type]``), LoadImage/LoadAudio replaced
     by a generated portrait and speech clip, CreateVideo's inputs recorded, other core nodes skipped."""
     nodes = sorted((n for n in workflow["nodes"] if n["type"] not in FRONTEND_ONLY), key=lambda n: n["order"])
     links = {link[0]: (link[1], link[2]) for link in workflow["links"]}
@@ -132,7 +133,8 @@ def execute(workflow: dict, outputs: dict) -> None:
         elif node["type"] in pack.NODE_CLASS_MAPPINGS:
             values = named_widget_values(node)
             if node["type"] == "EMOLoadModel":
-                values["checkpoint"] = "tiny"
+                values["checkpoint"] = checkpoint
+            values.update((overrides or {}).get(node["type"], {}))
             outputs[node["id"]] = run_node(node["type"], **{**values, **linked})
         elif node["type"] == "CreateVideo":
             outputs[node["id"]] = (linked,)
@@ -148,3 +150,16 @@ def test_portrait_workflow_runs_on_the_tiny_model(workflow_models):
     frames, fps = outputs[features["id"]][2:]
     assert video["images"].shape == (frames, 64, 64, 3) and frames == 5
     assert video["fps"] == fps == 25.0 and video["audio"]["waveform"].shape == (1, 2, 8820)
+
+
+def test_echomimic_workflow_runs_on_a_small_echomimic_release(workflow_models):
+    from .echomimic_files import small_echomimic_config, write_echomimic_release
+
+    write_echomimic_release(workflow_models / "emo" / "echomimic-small", small_echomimic_config(layers_per_block=1))
+    workflow = load(next(p for p in WORKFLOWS if p.name == "echomimic_portrait_to_talking_video.json"))
+    outputs = {}
+    execute(workflow, outputs, checkpoint="echomimic-small", overrides={"EMOSampler": {"steps": 2}})
+    (video,) = outputs[next(n for n in workflow["nodes"] if n["type"] == "CreateVideo")["id"]]
+    frames, fps = outputs[next(n for n in workflow["nodes"] if n["type"] == "EMOAudioFeatures")["id"]][2:]
+    assert fps == 24.0 and video["fps"] == fps and video["images"].shape == (frames, 64, 64, 3) and frames >= 5
+    assert video["audio"]["waveform"].shape == (1, 2, 8820)

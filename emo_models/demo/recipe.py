@@ -15,8 +15,11 @@ cores instead of days of GPUs:
 - the loss weighs the face box 2x and its lip region 10x (Hallo-style region weighting): the lips are
   about 5% of the latent and would otherwise be the last thing the model learns;
 - the ReferenceNet starts as a copy of the backbone, as both start from SD-1.5 in the paper;
-- audio is dropped for 10% of training samples (the paper's family uses ~5%), so audio guidance at
-  sampling time has an unconditional branch worth contrasting with.
+- 10% of samples train the unconditional case and 10% the reference-only one (exclusive cases; the
+  paper's family drops ~5% each, independently), so audio guidance has a branch worth contrasting with;
+- against drift over long videos: 15% of video samples are first clips (motion frames = the reference
+  repeated, the checkpoint's policy), and continuing motion frames go through the VAE and back with
+  noise up to 0.5, as generation re-encodes its own decoded frames (:mod:`..training.conditions`).
 """
 
 from __future__ import annotations
@@ -52,8 +55,12 @@ class DemoRecipe:
     warmup: int = 20
     face_weight: float = 2.0
     lip_weight: float = 10.0
-    drop_reference: float = 0.05
+    drop_both: float = 0.1
     drop_audio: float = 0.1
+    drop_reference: float = 0.0
+    first_clip: float = 0.15
+    motion_noise: float = 0.5
+    motion_round_trip: bool = True
     threads: int = 2
 
     def steps(self, planned: int) -> int:
@@ -94,13 +101,15 @@ def typical_face_box(data: Path) -> list[float]:
 
 
 def export_demo_checkpoint(checkpoint: Path, folder: Path, metadata: dict) -> Path:
-    """Rewrite a training checkpoint as the shipped demo model: fp16 except wav2vec2 (kept fp32)."""
+    """Rewrite a training checkpoint as the shipped demo model: fp16 except wav2vec2 (kept fp32).
+
+    ``folder``'s checkpoint files are replaced (other files in it are kept)."""
     from ..weights.native import load_checkpoint, save_checkpoint
 
     config, state_dicts = load_checkpoint(checkpoint)
     half = {name: {k: (v.half() if v.is_floating_point() and name != "audio_encoder" else v) for k, v in sd.items()}
             for name, sd in state_dicts.items()}
-    return save_checkpoint(folder, config, half, metadata)
+    return save_checkpoint(folder, config, half, metadata, force=True)
 
 
 def write_demo_sample(assets: Path, seconds: float = 4.0) -> dict:
@@ -129,10 +138,13 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
     from ..training.train import train
     from ..training.train_batch import region_weights
     from ..training.train_checkpoint import latest_checkpoint
+    from ..weights.native import check_checkpoint_output
     from .autoencoder import mouth_fidelity, train_autoencoder
     from .data import dataset_frames, held_out_clip, write_demo_dataset
 
     out, run = Path(out), DemoRun()
+    if export is not None:
+        check_checkpoint_output(export, force=True, option="export")  # before 20 minutes of training, not after
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(seed)
@@ -159,14 +171,17 @@ def train_demo(out: str | Path, seed: int = 0, recipe: DemoRecipe = DemoRecipe()
         run.ae_mouth_r = mouth_fidelity(pipeline.vae, [held_out_clip(i, seconds=2.0) for i in range(4)])
         log(f"[train-demo] autoencoder: loss {run.final_loss['autoencoder']:.4f}, scaling factor "
             f"{ae.scaling_factor:.3f}, mouth r on held-out reconstructions {run.ae_mouth_r:.3f}")
-        save_pipeline(pipeline, out / "init", metadata={"created_by": "emo_models train-demo", "seed": seed})
+        save_pipeline(pipeline, out / "init", metadata={"created_by": "emo_models train-demo", "seed": seed},
+                      force=True)
     del pipeline
     previous = out / "init"
     for stage, planned, batch in zip((1, 2, 3), recipe.stage_steps, recipe.stage_batch):
         with _timed(run, f"stage{stage}", log):
             result = train(stage, data, previous, out / f"stage{stage}", steps=recipe.steps(planned),
                            batch_size=batch, lr=recipe.lr, lr_warmup_steps=recipe.warmup, seed=seed, save_every=0,
-                           resume=False, drop_reference=recipe.drop_reference, drop_audio=recipe.drop_audio,
+                           resume=False, drop_both=recipe.drop_both, drop_audio=recipe.drop_audio,
+                           drop_reference=recipe.drop_reference, first_clip=recipe.first_clip,
+                           motion_noise=recipe.motion_noise, motion_round_trip=recipe.motion_round_trip,
                            face_weight=recipe.face_weight, lip_weight=recipe.lip_weight, cpu=True,
                            progress_bar=False, log_every=25)
         losses = [result.losses[k] for k in sorted(result.losses)]
@@ -208,6 +223,8 @@ def add_train_demo_arguments(t) -> None:
     t.add_argument("--minutes", type=float, default=REFERENCE_MINUTES,
                    help="scales every phase's step count (30: the recipe that made the bundled model)")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    t.add_argument("--export", default=None, help="where the final model goes (default: the bundled one, emo_models/demo/assets/demo_model)")
+    t.add_argument("--export", default=None,
+                   help="where the final model goes (default: the bundled one, emo_models/demo/assets/demo_model); "
+                   "the checkpoint files there are replaced, other files kept")
     t.add_argument("--no-export", action="store_true", help="leave the bundled model untouched")
     t.add_argument("--clean", action="store_true", help="delete data and intermediate stages at the end")

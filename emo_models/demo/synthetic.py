@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..head_pose import rotation_speed
 from .synthetic_audio import espeak_speech, mouth_opening_from_audio, synthesize_speech
 from .synthetic_face import FaceIdentity, face_box_for_pose, random_identity, render_face
 
@@ -65,22 +66,15 @@ class TalkingClip:
     speed_scale: float
 
 
-def _rotation_speed(pose: np.ndarray) -> np.ndarray:
-    """(F, 3) degrees -> (F,) degrees/frame; frame 0 repeats frame 1's speed."""
-    if len(pose) < 2:
-        return np.zeros(len(pose))
-    step = np.linalg.norm(np.diff(pose, axis=0), axis=1)
-    return np.concatenate([step[:1], step])
-
-
 def head_sway(
     num_frames: int, fps: float, speed_deg_per_frame: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """Smooth random head rotation whose mean speed is exactly ``speed_deg_per_frame``.
+    """Smooth random head rotation whose mean speed is ``speed_deg_per_frame`` (to 1e-6 relative).
 
-    Each axis is a sum of three sinusoids (0.15-0.6 Hz before time scaling); faster clips get a
-    larger sway (5-18 degrees of yaw) and a faster tempo. Returns (num_frames, 3) yaw/pitch/roll
-    in degrees.
+    Speed is :func:`..head_pose.rotation_speed`'s, the geodesic angle between consecutive head
+    rotations, so demo clips and prepared real videos carry the same units. Each axis is a sum of three
+    sinusoids (0.15-0.6 Hz before time scaling); faster clips get a larger sway (5-18 degrees of yaw)
+    and a faster tempo. Returns (num_frames, 3) yaw/pitch/roll in degrees.
     """
     t = np.arange(num_frames) / fps
     freqs = rng.uniform(0.15, 0.6, size=(3, 3))
@@ -95,8 +89,13 @@ def head_sway(
 
     if num_frames < 2 or speed_deg_per_frame <= 0:
         return np.zeros((num_frames, 3))
-    pose = sway(speed_deg_per_frame / max(_rotation_speed(sway(1.0)).mean(), 1e-6))
-    return pose * (speed_deg_per_frame / max(_rotation_speed(pose).mean(), 1e-9))
+    pose = sway(speed_deg_per_frame / max(rotation_speed(sway(1.0)).mean(), 1e-6))
+    for _ in range(8):  # rescale the angles until the geodesic mean speed is the one asked for
+        measured = max(rotation_speed(pose).mean(), 1e-9)
+        if abs(measured / speed_deg_per_frame - 1.0) < 1e-7:
+            break
+        pose = pose * (speed_deg_per_frame / measured)
+    return pose
 
 
 def _blinks(num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
@@ -160,7 +159,7 @@ def generate_clip(
         fps=float(fps),
         mouth_open=mouth,
         head_pose=pose.astype(np.float32),
-        speed=_rotation_speed(pose).astype(np.float32),
+        speed=rotation_speed(pose).astype(np.float32),
         blink=blink.astype(np.float32),
         face_box=face_box,
         identity=identity,

@@ -1,6 +1,6 @@
 """Hallo (fudan-generative-vision/hallo, MIT) as options of our model: its config and the constants of
 its released inference (scripts/inference.py, configs/inference/default.yaml). Its files load through
-weights/hallo.py.
+weights/hallo.py, the family's entry in :data:`emo_models.families.FAMILIES`.
 
 What differs from EMO: the UNets' cross-attention reads 4 identity tokens (a face-recognition
 embedding through ``imageproj``) and audio goes through region-weighted audio modules after each
@@ -39,30 +39,6 @@ FPS, FRAMES_PER_CLIP, MOTION_FRAMES, STEPS, GUIDANCE = 25.0, 16, 2, 40, 3.5
 PRESET = GenerationPreset(steps=STEPS, scheduler="ddim", guidance=GUIDANCE, uncond_drops=("reference", "audio", "face"),
                           first_clip_motion="reference", frame_rounding="ceil", speed=0.0, face_expand=1.2,
                           detect_face=True, audio_padding="clips")
-TITLE = "Hallo (fudan-generative-vision/hallo)"
-LAYOUT = ("hallo/net.pth, stable-diffusion-v1-5/unet/config.json, sd-vae-ft-mse/, wav2vec/wav2vec2-base-960h/ "
-          "(face_analysis/models/ for real photos)")
-
-
-def is_release(path) -> bool:
-    """True for a Hallo release folder (``pretrained_models/`` as downloaded) or its ``hallo/net.pth``."""
-    from ..weights import hallo
-
-    return hallo.is_release(path)
-
-
-def looks_like(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """True for a weights file in Hallo's net.pth layout."""
-    from ..weights import hallo
-
-    return hallo.looks_like(state_dict)
-
-
-def describe_weights() -> str:
-    """How a user is told what a Hallo weights file is and how it loads."""
-    return f"{TITLE}'s weights, which load as its whole release folder ({LAYOUT})"
-
-
 def hallo_config(unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[str, Any],
                  shapes: Mapping[str, tuple[int, ...]], positions_dtype: torch.dtype) -> EMOConfig:
     """Our config for a Hallo release of any size.
@@ -85,7 +61,7 @@ def hallo_config(unet: dict[str, Any], vae: dict[str, Any], audio_encoder: dict[
     window = proj1[1] // (audio_encoder["num_hidden_layers"] * audio_encoder["hidden_size"])
     size = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
     return EMOConfig(
-        name="hallo", family="hallo", unet=dict(unet), vae={**vae, "scaling_factor": VAE_SCALING},
+        name="hallo", unet=dict(unet), vae={**vae, "scaling_factor": VAE_SCALING},
         audio_encoder={k: tuple(v) if isinstance(v, list) else v for k, v in audio_encoder.items()}, scheduler=dict(SCHEDULER), width=size, height=size, fps=FPS,
         audio_sample_rate=16000, frames_per_clip=FRAMES_PER_CLIP, motion_frames=MOTION_FRAMES,
         audio_window=(window - 1) // 2, audio_tokens=proj3[0] // audio_dim, audio_hidden=proj1[0],

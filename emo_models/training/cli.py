@@ -61,8 +61,22 @@ def add_train_arguments(t) -> None:
     t.add_argument("--no-resume", dest="resume", action="store_false", help="start over even if --out has checkpoints (default: resume)")
     t.add_argument("--log-every", type=int, default=1, help="write log.csv every K steps")
     t.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes")
-    t.add_argument("--drop-reference", type=float, default=0.05, help="reference dropout for guidance")
-    t.add_argument("--drop-audio", type=float, default=0.05, help="audio dropout for guidance (stages 2, 3)")
+    # what each sample is conditioned on (training/conditions.py; the defaults are TrainOptions', a test checks)
+    for flag, default, text in (
+        ("--drop-both", 0.05, "share of samples in the unconditional case: without the checkpoint's uncond_drops, "
+                              "the pass guidance contrasts with (the three --drop-* cases are exclusive)"),
+        ("--drop-audio", 0.05, "share of samples without the uncond_drops but the reference (in stages 2, 3: no "
+                               "audio): the middle pass of separate reference/audio guidance scales"),
+        ("--drop-reference", 0.0, "share of samples without the reference alone (no inference pass uses it)"),
+        ("--first-clip", 0.1, "share of video samples trained as a video's first clip: the reference is the frame "
+                              "before the targets, the motion frames the checkpoint's first_clip_motion"),
+        ("--motion-noise", 0.0, "Gaussian noise of a random level up to this (latent units) on continuing motion "
+                                "frames, so errors are not copied from clip to clip"),
+    ):
+        t.add_argument(flag, type=float, default=default, help=text)
+    t.add_argument("--motion-round-trip", action="store_true",
+                   help="continuing motion frames go through the VAE and back, as generation re-encodes the "
+                        "previous clip's decoded frames")
     t.add_argument("--face-weight", type=float, default=1.0, help="loss weight inside the face box (1: plain MSE)")
     t.add_argument("--lip-weight", type=float, default=1.0,
                    help="loss weight over the lip region, the lower middle of the face box (1: plain MSE)")

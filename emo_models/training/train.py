@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..preset import GenerationPreset
+from .conditions import ConditionCases
 from .dataset import ClipDataset, missing_audio_features, write_audio_features
 from .stages import describe_counts, get_stage, mark_trainable, parameter_counts
 from .train_batch import (
@@ -62,8 +64,15 @@ class TrainOptions:
     resume: bool | None = None  # None: resume when OUT has a checkpoint; True: require one; False: start over
     log_every: int = 1
     num_workers: int = 0
-    drop_reference: float = 0.05  # per-sample condition dropout, for classifier-free guidance
-    drop_audio: float = 0.05
+    # one exclusive condition case per sample, for classifier-free guidance (.conditions explains them)
+    drop_both: float = ConditionCases.drop_both  # no reference, no audio: every guided generation's other pass
+    drop_audio: float = ConditionCases.drop_audio  # reference, no audio: the middle pass of separate scales
+    drop_reference: float = ConditionCases.drop_reference  # audio, no reference: no inference pass uses it
+    # motion frames (stages 2, 3): first-clip samples (reference = the frame before the targets, repeated as
+    # the motion frames) and, for continuing ones, noise up to a level and the VAE round trip
+    first_clip: float = ConditionCases.first_clip
+    motion_noise: float = ConditionCases.motion_noise
+    motion_round_trip: bool = False
     face_weight: float = 1.0  # loss weight inside the face box (1: the paper's plain MSE)
     lip_weight: float = 1.0  # loss weight over the lip region, the lower middle of the face box
     cpu: bool = False
@@ -79,9 +88,14 @@ class TrainOptions:
             raise ValueError(f"mixed_precision: {self.mixed_precision!r}; choose no, fp16 or bf16")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ValueError(f"ema: {self.ema}; give a decay in (0, 1), e.g. 0.9999, or None for no EMA")
-        for name in ("drop_reference", "drop_audio"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}: {getattr(self, name)}; give a probability in [0, 1)")
+        self.cases()  # checks the probabilities
+
+    def cases(self, preset: GenerationPreset | None = None) -> ConditionCases:
+        """The per-sample condition and motion-frame cases these options ask for, for a checkpoint sampled
+        with ``preset`` (its ``uncond_drops`` and ``first_clip_motion``; None: the EMO defaults)."""
+        return ConditionCases.for_preset(preset or GenerationPreset(), drop_reference=self.drop_reference,
+                                         drop_audio=self.drop_audio, drop_both=self.drop_both,
+                                         first_clip=self.first_clip, motion_noise=self.motion_noise)
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,7 @@ def train(stage: int, data: str | Path, init: str | Path | None, out: str | Path
     if unknown:
         raise ValueError(f"train: unknown options {unknown}; expected {[f.name for f in dataclasses.fields(TrainOptions)]}")
     opts, stage, out = TrainOptions(**options), get_stage(stage), Path(out)
-    find_unused = opts.drop_reference > 0 and "reference_net" in stage.trains  # a fully dropped reference
+    find_unused = opts.cases().drops_reference and "reference_net" in stage.trains  # a fully dropped reference
     no_accelerator = not (torch.cuda.is_available() or torch.backends.mps.is_available())
     accelerator = Accelerator(mixed_precision=opts.mixed_precision, cpu=opts.cpu or no_accelerator,
                               step_scheduler_with_optimizer=False,
@@ -150,6 +164,8 @@ def _run(accelerator, stage, data: Path, init, out: Path, opts: TrainOptions) ->
     from torch.utils.data import DataLoader
 
     from ..loading import load_pipeline
+    from ..weights.native import read_metadata
+    from ..weights.sanity import UNTRAINED, still_untrained, untrained_parts
 
     resume_from = _resume_point(out, opts.resume, stage)
     if resume_from is None and init is None:
@@ -194,11 +210,15 @@ def _run(accelerator, stage, data: Path, init, out: Path, opts: TrainOptions) ->
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=opts.num_workers)
     noise_scheduler = DDPMScheduler.from_config(config.scheduler)
     global_batch = opts.batch_size * processes
+    cases = opts.cases(config.generation)  # the branches and the first clip this checkpoint is sampled with
+    n = stage.motion_frames(config)
+    round_trip = (lambda z: pipeline.vae_encode(pipeline.decode(z))) if opts.motion_round_trip else None
     state = {"stage": stage.number, "seed": opts.seed, "batch_size": opts.batch_size, "processes": processes,
              "global_batch": global_batch, "data": str(data), "ema": opts.ema,
              "init": progress.get("init", str(source))}
+    untrained = still_untrained(untrained_parts(read_metadata(source), {}), stage.trains)
     metadata = {"created_by": "emo_models train", "stage": stage.number, "stage_name": stage.name,
-                "data": str(data), "init": state["init"], "seed": opts.seed}
+                "data": str(data), "init": state["init"], "seed": opts.seed, UNTRAINED: untrained}
     if resume_from and (progress["global_batch"], progress["seed"]) != (global_batch, opts.seed):
         print(f"warning: resuming with global batch {global_batch} and seed {opts.seed} (checkpoint: "
               f"{progress['global_batch']}, {progress['seed']}); steps will not match an uninterrupted run")
@@ -210,11 +230,12 @@ def _run(accelerator, stage, data: Path, init, out: Path, opts: TrainOptions) ->
     for step, batch in zip(range(first + 1, opts.steps + 1), loader):
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            inputs = encode_batch(batch, pipeline.vae_encode, stage, config)
-        randomness = sample_randomness(opts.seed, step, sampler.positions(step), tuple(inputs["target"].shape[1:]),
-                                       noise_scheduler.config.num_train_timesteps)
-        loss = diffusion_loss(denoiser, noise_scheduler, inputs, randomness, opts.drop_reference,
-                              opts.drop_audio if stage.audio else 0.0, opts.face_weight, opts.lip_weight)
+            inputs = encode_batch(batch, pipeline.vae_encode, stage, config, round_trip)
+        target_shape = tuple(inputs["target"].shape[1:])
+        randomness = sample_randomness(opts.seed, step, sampler.positions(step), target_shape,
+                                       noise_scheduler.config.num_train_timesteps,
+                                       (n, *target_shape[1:]) if n and opts.motion_noise > 0 else None)
+        loss = diffusion_loss(denoiser, noise_scheduler, inputs, randomness, cases, opts.face_weight, opts.lip_weight)
         accelerator.backward(loss)
         if opts.max_grad_norm and accelerator.sync_gradients:
             accelerator.clip_grad_norm_(trained, opts.max_grad_norm)

@@ -3,11 +3,11 @@
 - :class:`StepSampler`: the global batch of step s is positions ``(s-1)·G … s·G-1`` of an endless
   sequence of per-epoch permutations (``G`` = batch per process × processes); process r takes the r-th
   slice. So a step's samples do not depend on how many processes share them, or on a resume.
-- :func:`sample_randomness`: timestep, noise and guidance dropout of one sample, drawn from a generator
-  seeded by (seed, step, position) — never from global RNG state.
-- :class:`StageDenoiser`: the module DDP wraps; ``EMOModel``'s training forward plus per-video condition
-  dropout for classifier-free guidance (no reference = self-attention only, no audio = zero tokens,
-  exactly the pipeline's unconditional branches).
+- :func:`sample_randomness`: timestep, noise, condition case and motion-frame noise of one sample
+  (:mod:`.conditions`), drawn from a generator seeded by (seed, step, position) — never from global RNG state.
+- :class:`StageDenoiser`: the module DDP wraps; ``EMOModel``'s training forward plus per-video removal of
+  conditions for classifier-free guidance through ``EMOModel.drop_conditions``, the method that builds
+  the pipeline's guidance branches.
 - :func:`diffusion_loss`: MSE at random timesteps of the config's DDPM schedule, against the target its
   ``prediction_type`` names (epsilon as SD-1.5; v_prediction or sample for models trained from scratch).
 """
@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..model import ClipCondition, EMOModel
+from .conditions import CONDITION, UNIFORMS, ConditionCases
 from .stages import Stage
 
 
@@ -60,16 +61,23 @@ class StepSampler:
 
 
 def sample_randomness(seed: int, step: int, positions: list[int], latent_shape: tuple[int, ...],
-                      timesteps: int) -> dict[str, torch.Tensor]:
-    """Per-sample timestep (b,), noise (b, *latent_shape) and two uniforms (b, 2) for condition dropout."""
-    t, noise, u = [], [], []
+                      timesteps: int, motion_shape: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+    """Per-sample timestep (b,), noise (b, *latent_shape), uniforms (b, 3) choosing the condition case, the
+    motion-frame case and the motion-noise level (:mod:`.conditions`), and with ``motion_shape`` the
+    motion frames' noise (b, *motion_shape)."""
+    t, noise, u, motion = [], [], [], []
     for position in positions:
         state = np.random.SeedSequence([seed, step, position]).generate_state(2, np.uint32)
         g = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
         t.append(torch.randint(0, timesteps, (1,), generator=g))
-        u.append(torch.rand(2, generator=g))
+        u.append(torch.rand(UNIFORMS, generator=g))
         noise.append(torch.randn(latent_shape, generator=g))
-    return {"timesteps": torch.cat(t), "noise": torch.stack(noise), "uniform": torch.stack(u)}
+        if motion_shape is not None:
+            motion.append(torch.randn(motion_shape, generator=g))
+    out = {"timesteps": torch.cat(t), "noise": torch.stack(noise), "uniform": torch.stack(u)}
+    if motion_shape is not None:
+        out["motion_noise"] = torch.stack(motion)
+    return out
 
 
 def target_audio_windows(features: torch.Tensor, window: int, motion_frames: int) -> torch.Tensor:
@@ -80,11 +88,13 @@ def target_audio_windows(features: torch.Tensor, window: int, motion_frames: int
 
 
 class StageDenoiser(nn.Module):
-    """EMOModel's training forward with per-video dropout of the reference and audio conditions.
+    """EMOModel's training forward with per-video removal of conditions for classifier-free guidance.
 
     latents (v, f, 4, h, w); reference_latents (v, 4, h, w); audio_windows (v, f, 2m+1, L, C) or None;
     speed (v, f) or None; face_mask (v, 1, H, W); motion_latents (v, n, 4, h, w) or None;
-    keep_reference, keep_audio: (v,) bool -> predicted noise (v, f, 4, h, w)
+    dropped: condition name -> (v,) bool, removed by :meth:`EMOModel.drop_conditions` exactly as inference
+    builds its guidance branches; zero_motion: (v,) bool, videos given no motion context (as
+    :meth:`EMOModel.zero_motion`) -> predicted noise (v, f, 4, h, w)
     """
 
     def __init__(self, model: EMOModel, stage: Stage):
@@ -92,28 +102,33 @@ class StageDenoiser(nn.Module):
         self.model, self.stage = model, stage
 
     def forward(self, latents, timestep, reference_latents, face_mask, audio_windows=None, speed=None,
-                motion_latents=None, keep_reference=None, keep_audio=None) -> torch.Tensor:
+                motion_latents=None, dropped=None, zero_motion=None) -> torch.Tensor:
         model, video = self.model, self.stage.video
-        audio = None
-        if audio_windows is not None:
-            audio = model.encode_audio(audio_windows)
-            if keep_audio is not None:
-                audio = audio * keep_audio.to(audio.dtype)[:, None, None, None]
+        motion = model.encode_motion(motion_latents) if video and motion_latents is not None else None
+        if motion is not None and zero_motion is not None:
+            keep = (~zero_motion).reshape(-1, 1, 1, 1, 1)
+            motion = {k: x * keep.to(x.dtype) for k, x in motion.items()}
         cond = ClipCondition(
             reference=model.encode_reference(reference_latents),
-            motion=model.encode_motion(motion_latents) if video and motion_latents is not None else None,
-            audio_tokens=audio,
+            motion=motion,
+            audio_tokens=model.encode_audio(audio_windows) if audio_windows is not None else None,
             speed_tokens=model.encode_speed(speed) if video and speed is not None else None,
             face=model.encode_face(face_mask),
-            use_reference=keep_reference,
             temporal=video,
         )
+        if dropped:
+            cond = model.drop_conditions(cond, dropped)
         return model.denoise(latents, timestep, cond)
 
 
 @torch.no_grad()
-def encode_batch(batch: dict[str, torch.Tensor], vae_encode, stage: Stage, config) -> dict[str, torch.Tensor]:
-    """A dataset batch -> clean latents and conditions. vae_encode: images (b, 3, H, W) [0,1] -> latents."""
+def encode_batch(batch: dict[str, torch.Tensor], vae_encode, stage: Stage, config,
+                 round_trip=None) -> dict[str, torch.Tensor]:
+    """A dataset batch -> clean latents and conditions. vae_encode: images (b, 3, H, W) [0,1] -> latents.
+
+    round_trip: latents (b·n, 4, h, w) -> the same decoded and encoded again; given, the motion frames'
+    round trip is added as ``motion_round_trip`` (b, n, 4, h, w) (what generation feeds a continuing clip).
+    """
     frames = batch["frames"]
     b, k = frames.shape[:2]
     n = stage.motion_frames(config)
@@ -122,6 +137,9 @@ def encode_batch(batch: dict[str, torch.Tensor], vae_encode, stage: Stage, confi
     out = {"target": latents[:, n:], "reference_latents": vae_encode(batch["reference"]).float(),
            "face_mask": batch["face_mask"], "motion_latents": latents[:, :n] if n else None,
            "audio_windows": None, "speed": None}
+    if n and round_trip is not None:
+        trip = round_trip(rearrange(latents[:, :n], "b n c h w -> (b n) c h w")).float()
+        out["motion_round_trip"] = rearrange(trip.to(latents.device), "(b n) c h w -> b n c h w", b=b)
     if stage.audio:
         out["audio_windows"] = target_audio_windows(batch["audio_features"], config.audio_window, n)
     if stage.speed:
@@ -170,23 +188,27 @@ def latent_loss_weights(face_mask: torch.Tensor, latent_size: tuple[int, int], f
     return F.adaptive_avg_pool2d(pixels, latent_size)[:, None].to(face_mask.device)
 
 
+NO_DROPOUT = ConditionCases(drop_reference=0.0, drop_audio=0.0, drop_both=0.0, first_clip=0.0)
+
+
 def diffusion_loss(denoiser: nn.Module, noise_scheduler, inputs: dict[str, torch.Tensor],
-                   randomness: dict[str, torch.Tensor], drop_reference: float = 0.0,
-                   drop_audio: float = 0.0, face_weight: float = 1.0, lip_weight: float = 1.0) -> torch.Tensor:
+                   randomness: dict[str, torch.Tensor], cases: ConditionCases = NO_DROPOUT,
+                   face_weight: float = 1.0, lip_weight: float = 1.0) -> torch.Tensor:
     """MSE between the denoiser's prediction and the schedule's target (noise, velocity or clean latents)
-    at the sample's random timestep, weighted ``face_weight`` inside the face box and ``lip_weight``
-    over its lip region (1, 1: plain MSE, as the paper)."""
+    at the sample's random timestep, in the sample's condition and motion-frame case (``cases``), weighted
+    ``face_weight`` inside the face box and ``lip_weight`` over its lip region (1, 1: plain MSE, as the paper)."""
     target = inputs["target"]
     device = target.device
     noise = randomness["noise"].to(device, target.dtype)
     timesteps = randomness["timesteps"].to(device)
     noisy = noise_scheduler.add_noise(target, noise, timesteps)
-    u = randomness["uniform"].to(device)
+    inputs = cases.motion_inputs(inputs, randomness)
+    available = ("reference", "face") + (("audio",) if inputs["audio_windows"] is not None else ())
     prediction = denoiser(
         noisy, timesteps, inputs["reference_latents"], inputs["face_mask"],
         audio_windows=inputs["audio_windows"], speed=inputs["speed"], motion_latents=inputs["motion_latents"],
-        keep_reference=u[:, 0] >= drop_reference if drop_reference > 0 else None,
-        keep_audio=u[:, 1] >= drop_audio if drop_audio > 0 and inputs["audio_windows"] is not None else None,
+        dropped=cases.dropped(randomness["uniform"][:, CONDITION].to(device), available) or None,
+        zero_motion=inputs.get("zero_motion"),
     )
     error = (prediction.float() - prediction_target(noise_scheduler, target, noise, timesteps).float()).square()
     weights = latent_loss_weights(inputs["face_mask"], tuple(target.shape[-2:]), face_weight, lip_weight)

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from ..config import CONFIGS, EMOConfig
-from ..families import hallo as hallo_family
-from . import animatediff, native, sd15, wav2vec2
+from ..families import FAMILIES, release_family
+from . import animatediff, echomimic, native, sd15, wav2vec2
 from .safe_load import WeightsError, compare_keys, read_state_dict, short_list
 
 SD15_PARTS = {"unet": sd15.LDM_UNET_PREFIX, "vae": "first_stage_model.", "text encoder": "cond_stage_model.",
@@ -80,14 +80,18 @@ def _wav2vec2_shapes(config) -> dict[str, torch.Size]:
 
 def _wav2vec2_lines(path: Path) -> list[str]:
     config, state_dict, _ = wav2vec2.read_wav2vec2(path)
-    summary = (f"  config: hidden {config.hidden_size}, {config.num_hidden_layers} layers, {config.num_attention_heads} heads, "
-               f"feature extractor norm {config.feat_extract_norm!r}, stable layer norm {config.do_stable_layer_norm}")
-    return [summary, f"  {_params(state_dict)}",
+    window = 2 * EMOConfig().audio_window + 1
+    features = (f"  EMO audio features per frame: {window} x {config.num_hidden_layers} x {config.hidden_size} "
+                f"(window x layers x width) = {window * config.num_hidden_layers * config.hidden_size} projection inputs")
+    return [f"  {wav2vec2.wav2vec2_variant(config)}", features, f"  {_params(state_dict)}",
             *compare_lines("vs transformers Wav2Vec2Model", _wav2vec2_shapes(config), state_dict)]
 
 
 def _file_kind(state_dict: Mapping[str, torch.Tensor]) -> str:
     keys = list(state_dict)
+    echomimic_file = echomimic.describe_echomimic_file(dict(state_dict))
+    if echomimic_file:
+        return echomimic_file
     if any(".motion_modules." in k for k in keys):
         return "AnimateDiff motion module"
     if any(k.startswith(sd15.LDM_UNET_PREFIX) for k in keys):
@@ -116,9 +120,10 @@ def _prefix_counts(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]]:
     state_dict = read_state_dict(path, device="meta", mmap=True)
-    if hallo_family.looks_like(state_dict):
-        return (f"{hallo_family.TITLE} weights", [f"  {_params(state_dict)}", f"  top-level prefixes: {_prefix_counts(state_dict)}",
-                                                 f"  they load as a whole release folder: {hallo_family.LAYOUT}"])
+    hallo = FAMILIES["hallo"]
+    if hallo.looks_like(state_dict):  # one file of a release that loads only as the whole folder
+        return (f"{hallo.title} weights", [f"  {_params(state_dict)}", f"  top-level prefixes: {_prefix_counts(state_dict)}",
+                                          f"  they load as a whole release folder: {hallo.layout}"])
     kind = _file_kind(state_dict)
     lines = [f"  {_params(state_dict)}"]
     if kind.startswith(("SD-1.5", "single-file")):
@@ -144,35 +149,49 @@ def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]
 
 def _describe_native(path: Path) -> list[str]:
     try:
-        config = EMOConfig.load(path / native.CONFIG_FILE)
-    except (ValueError, TypeError) as err:
-        return [f"  {native.CONFIG_FILE}: not a valid EMO config ({err})"]
-    lines = [f"  config: {config.name} ({config.width}x{config.height}, f={config.frames_per_clip}, "
-             f"n={config.motion_frames}, m={config.audio_window})"]
+        config = native.read_config(path / native.CONFIG_FILE)
+        lines = [f"  config: {config.name} ({config.width}x{config.height}, f={config.frames_per_clip}, "
+                 f"n={config.motion_frames}, m={config.audio_window})"]
+    except WeightsError as err:  # still list the parts: the user needs to see what the folder holds
+        config, lines = None, [f"  config.json is broken, the checkpoint will not load: {err}"]
     files = {p.stem: p for p in sorted(path.glob("*.safetensors"))}
     for name in native.config_components(config):
         if name not in files:
             lines.append(f"  {name}: absent")
             continue
-        state_dict = read_state_dict(files[name], device="meta")
+        try:
+            state_dict = read_state_dict(files[name], device="meta")
+        except WeightsError as err:
+            lines.append(f"  {name}: unreadable: {err}")
+            continue
         lines.append(f"  {name}: {_params(state_dict)}")
-        if name in ("backbone", "reference_net"):
-            lines += compare_lines("vs stock UNet", sd15.unet_shapes(config.unet), state_dict, "extra (EMO layers)", "    ")
-        elif name == "temporal":
-            shapes = animatediff.motion_module_shapes(config.unet, with_pos_encoder=False)
-            lines += compare_lines("vs AnimateDiff layout", shapes, state_dict, "extra (EMO layers)", "    ")
-        elif name == "vae":
-            lines += compare_lines("vs AutoencoderKL", sd15.vae_shapes(config.vae), state_dict, indent="    ")
-        elif name == "audio_encoder":
-            from transformers import Wav2Vec2Config
-
-            shapes = _wav2vec2_shapes(Wav2Vec2Config(**config.audio_encoder))
-            lines += compare_lines("vs Wav2Vec2Model", shapes, state_dict, indent="    ")
+        if config is not None:
+            lines += _component_lines(name, config, state_dict)
     lines += [f"  not a component: {p.name}" for n, p in files.items() if n not in native.config_components(config)]
-    metadata = native.read_metadata(path)
+    try:
+        metadata = native.read_metadata(path)
+    except WeightsError as err:
+        metadata, lines = {}, [*lines, f"  {err}"]
     if metadata:
         lines.append(f"  metadata: {short_list([f'{k}={v}' for k, v in metadata.items()], 6)}")
     return lines
+
+
+def _component_lines(name: str, config: EMOConfig, state_dict) -> list[str]:
+    """How one native component's keys compare with the layout ``config`` builds."""
+    if name in ("backbone", "reference_net"):
+        return compare_lines("vs stock UNet", sd15.unet_shapes(config.unet), state_dict, "extra (EMO layers)", "    ")
+    if name == "temporal":
+        shapes = animatediff.motion_module_shapes(config.unet, with_pos_encoder=False)
+        return compare_lines("vs AnimateDiff layout", shapes, state_dict, "extra (EMO layers)", "    ")
+    if name == "vae":
+        return compare_lines("vs AutoencoderKL", sd15.vae_shapes(config.vae), state_dict, indent="    ")
+    if name == "audio_encoder":
+        from transformers import Wav2Vec2Config
+
+        shapes = _wav2vec2_shapes(Wav2Vec2Config(**config.audio_encoder))
+        return compare_lines("vs Wav2Vec2Model", shapes, state_dict, indent="    ")
+    return []
 
 
 def _diffusers_model_lines(folder: Path, subfolder: str, config: EMOConfig | None) -> list[str]:
@@ -186,17 +205,30 @@ def _diffusers_model_lines(folder: Path, subfolder: str, config: EMOConfig | Non
 
 
 def _describe_folder(path: Path, config: EMOConfig | None) -> tuple[str, list[str]]:
+    components = [c for c in native.COMPONENTS if (path / f"{c}.safetensors").is_file()]
     try:
         data = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         data = {}
+    except (OSError, ValueError) as err:
+        if components:
+            return "native EMO checkpoint", _describe_native(path)
+        names = sorted(p.name for p in path.iterdir())
+        return "folder with an unreadable config.json", [f"  config.json: {err}", f"  files: {short_list(names, 8)}"]
     data = data if isinstance(data, dict) else {}
-    if {"unet", "vae", "audio_encoder"} <= set(data) and "_class_name" not in data:
+    foreign = "_class_name" in data or "model_type" in data
+    if not foreign and ({"unet", "vae", "audio_encoder"} & set(data) or components):
         return "native EMO checkpoint", _describe_native(path)
-    if hallo_family.is_release(path):
-        from . import hallo
-
-        return f"{hallo_family.TITLE} release", hallo.describe(path)
+    family = release_family(path)
+    if family is not None and hasattr(family.code(), "describe"):  # a loader may describe its release itself
+        return f"{family.title} release", family.code().describe(path)
+    if echomimic.is_echomimic_release(path):
+        present = [name for name in echomimic.FILES if (path / name).is_file()]
+        missing = [name for name in echomimic.FILES if name not in present]
+        acc = [p.name for p in sorted(path.glob("*_acc.pth"))]
+        return "EchoMimic release (pretrained_weights layout)", [
+            f"  files: {short_list(present, 8)}", *([f"  missing: {', '.join(missing)}"] if missing else []),
+            *([f"  accelerated weights: {', '.join(acc)}"] if acc else [])]
     if (path / "model_index.json").is_file():
         present = sorted(p.name for p in path.iterdir() if p.is_dir())
         lines = [f"  subfolders: {', '.join(present)}"]

@@ -2,15 +2,14 @@
 
 Like a diffusers model folder, the model is rebuilt from ``config.json`` (:class:`EMOConfig`) and
 each component's weights load from its own file, so a user can swap one (say the VAE) by hand.
-Writing is atomic: a failed or cancelled save leaves the previous folder exactly as it was.
+Writing is atomic (:func:`~emo_models.atomic_output.atomic_folder`): a failed or cancelled save leaves
+the previous folder exactly as it was; an existing folder is written into only with ``force``, and then
+only the checkpoint's own files are replaced.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from ..atomic_output import atomic_folder, check_output_folder
 from ..config import EMOConfig
 from .safe_load import WeightsError, read_state_dict
 
@@ -42,52 +42,44 @@ def _plain_tensors(name: str, component: torch.nn.Module | Mapping[str, torch.Te
     return tensors
 
 
+def is_checkpoint_file(name: str) -> bool:
+    """True for the names a native checkpoint consists of (config, metadata, one file per component)."""
+    return name in (CONFIG_FILE, METADATA_FILE) or name in {f"{c}.safetensors" for c in COMPONENTS + OPTIONAL_COMPONENTS}
+
+
+def check_checkpoint_output(folder: str | Path, force: bool = False, option: str = "out") -> Path:
+    """Refuse, before any heavy work, a checkpoint folder :func:`save_checkpoint` must not write (a file,
+    an unwritable place, a non-empty folder without ``force``); see :func:`~emo_models.atomic_output.check_output_folder`."""
+    return check_output_folder(folder, force=force, option=option)
+
+
 def save_checkpoint(folder: str | Path, config: EMOConfig,
                     components: Mapping[str, torch.nn.Module | Mapping[str, torch.Tensor]],
-                    metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write an EMO checkpoint folder atomically; return its path.
+                    metadata: Mapping[str, Any] | None = None, force: bool = False, option: str = "out") -> Path:
+    """Write an EMO checkpoint folder atomically; return its path (errors name the folder as ``option``).
 
     components: name (one of :data:`COMPONENTS`) -> module or state dict; tensors keep their dtype.
     metadata: JSON-ready notes (training step, sources) written to ``metadata.json``. Files go into
-    a temporary sibling folder first; an existing checkpoint at ``folder`` is replaced only once the
-    new one is complete. A folder that is not an EMO checkpoint is never replaced.
+    a temporary sibling folder first and move to ``folder`` once all are complete. A folder that
+    exists and is not empty is refused unless ``force``; with it, the checkpoint's files (config,
+    metadata, component files, also stale ones not written now) are replaced and nothing else in the
+    folder is touched (a training run's ``checkpoint-N/`` beside them stays).
     """
     folder = Path(folder)
     unknown = sorted(set(components) - set(COMPONENTS + OPTIONAL_COMPONENTS))
     if unknown:
         raise WeightsError(f"{folder}: unknown components {unknown}; expected names from "
                            f"{list(COMPONENTS + OPTIONAL_COMPONENTS)}")
-    if folder.exists() and not (folder.is_dir() and ((folder / CONFIG_FILE).is_file() or not any(folder.iterdir()))):
-        raise WeightsError(f"{folder}: exists and is not an EMO checkpoint folder; refusing to replace it")
+    check_checkpoint_output(folder, force=force, option=option)
     tensors = {name: _plain_tensors(name, module) for name, module in components.items()}
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    try:
+    tensors = {name: state_dict for name, state_dict in tensors.items() if state_dict}  # parameterless parts
+    with atomic_folder(folder, force=force, option=option, owned=is_checkpoint_file) as staging:
         config.save(staging / CONFIG_FILE)
         for name, state_dict in tensors.items():
             save_file(state_dict, str(staging / f"{name}.safetensors"), metadata={"format": "pt", "emo": FORMAT})
         if metadata is not None:
             (staging / METADATA_FILE).write_text(json.dumps(dict(metadata), indent=2, default=str) + "\n")
-        _replace_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an old ``target`` is set aside first and restored if the move fails."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = new.with_suffix(".old")
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(folder: str | Path, components: Iterable[str] | None = None
@@ -104,10 +96,7 @@ def load_checkpoint(folder: str | Path, components: Iterable[str] | None = None
         raise WeightsError(f"{folder}: {'is a file' if folder.exists() else 'no such folder'}; {expected}")
     if not (folder / CONFIG_FILE).is_file():
         raise WeightsError(f"{folder}: no {CONFIG_FILE}; {expected}")
-    try:
-        config = EMOConfig.load(folder / CONFIG_FILE)
-    except (ValueError, TypeError) as err:
-        raise WeightsError(f"{folder / CONFIG_FILE}: not an EMO config ({err})") from err
+    config = read_config(folder / CONFIG_FILE)
     files = {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
     known = COMPONENTS + OPTIONAL_COMPONENTS
     foreign = sorted(set(files) - set(known))
@@ -118,13 +107,54 @@ def load_checkpoint(folder: str | Path, components: Iterable[str] | None = None
     return config, {name: read_state_dict(path) for name, path in files.items() if name in wanted}
 
 
-def config_components(config: EMOConfig) -> tuple[str, ...]:
-    """The components a checkpoint of ``config`` holds: :data:`COMPONENTS` plus the optional ones it uses."""
+def config_components(config: EMOConfig | None) -> tuple[str, ...]:
+    """The components a checkpoint of ``config`` may hold: :data:`COMPONENTS` plus the optional ones it
+    uses (None, a config that cannot be read: :data:`COMPONENTS`)."""
+    if config is None:
+        return COMPONENTS
     optional = {"identity_projection": bool(config.identity_tokens), "audio_modules": config.audio_modules}
     return COMPONENTS + tuple(name for name in OPTIONAL_COMPONENTS if optional[name])
+
+
+def read_config(path: str | Path) -> EMOConfig:
+    """An EMO checkpoint's ``config.json``, checked field by field and part by part (the UNet, VAE and
+    wav2vec2 arguments must build); a :class:`WeightsError` names the file and the field at fault."""
+    try:
+        config = EMOConfig.load(path)
+    except (ValueError, TypeError) as err:
+        raise WeightsError(str(err)) from None
+    from .sd15 import unet_shapes, vae_shapes
+
+    for field, build in (("unet", unet_shapes), ("vae", vae_shapes), ("audio_encoder", _wav2vec2_config)):
+        try:
+            build(getattr(config, field))
+        except Exception as err:  # any constructor error means the field does not describe that part
+            part = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "audio_encoder": "Wav2Vec2Config"}[field]
+            raise WeightsError(f"{path}: field {field!r} does not describe a {part} ({type(err).__name__}: {err}); "
+                               "fix config.json or copy it from the checkpoint it came from") from None
+    return config
+
+
+def _wav2vec2_config(arguments: dict):
+    from transformers import Wav2Vec2Config
+
+    config = Wav2Vec2Config(**arguments)
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+                         f"{config.num_attention_heads}")
+    return config
 
 
 def read_metadata(folder: str | Path) -> dict[str, Any]:
     """The ``metadata.json`` of an EMO checkpoint folder, or ``{}`` when it has none."""
     path = Path(folder) / METADATA_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WeightsError(f"{path}: cannot be read as JSON ({err}); fix it or delete it (it only holds notes)") \
+            from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: holds a JSON {type(data).__name__}, not an object; fix it or delete it")
+    return data

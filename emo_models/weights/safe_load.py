@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import pickle
 import re
+import stat
+import warnings
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,8 @@ from safetensors.torch import load_file
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin", ".model")  # .model: SyncNet's syncnet_v2.model
 WEIGHT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+# where checkpoints nest their tensors: Lightning/generic, DataParallel, openai Whisper ({"dims", "model_state_dict"})
+NESTED_STATE_DICT_KEYS = ("state_dict", "module", "model_state_dict")
 PLAIN_TENSORS_ONLY = "only plain tensor state dicts are accepted (safetensors, or torch.load(weights_only=True))"
 
 _SAFETENSORS_DTYPES = {
@@ -26,6 +31,17 @@ _SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }
+
+
+# torch's weights_only refusals, by what they mean (wording of torch 2.6 to 2.13)
+_CODE = (re.compile(r"GLOBAL (\S+) whose module \S+ is blocked"),
+         re.compile(r"Unsupported global: GLOBAL (\S+) was not an allowed global"),
+         re.compile(r"call reduce for unrecognized function (.+?)(?: which belongs|$)", re.M),
+         re.compile(r"(?:Can only create new object|Can only build).*?but got (.+)$", re.M))
+_OPCODE = re.compile(r"Unsupported operand (\d+)")
+_PICKLED_STORAGE = "torch.storage._load_from_bytes"  # tensors pickled with pickle.dump, not torch.save
+_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 class WeightsError(ValueError):
@@ -43,7 +59,7 @@ def read_state_dict(path: str | Path, device: str = "cpu", mmap: bool = False) -
     """Read a flat ``{key: tensor}`` dict from one weights file.
 
     ``.safetensors``/``.sft`` via safetensors; ``.ckpt/.pth/.pt/.bin`` via
-    ``torch.load(weights_only=True)``, unwrapping a top-level ``state_dict`` or ``module`` nesting.
+    ``torch.load(weights_only=True)``, unwrapping a top-level ``state_dict``, ``module`` or ``model_state_dict`` nesting.
     ``device="meta"`` reads only a safetensors header (shapes and dtypes, no data) — cheap for
     inspecting large files; pickles are read in full unless ``mmap`` (then their tensors stay on disk
     until used, for multi-GB files such as Hallo's ``net.pth``).
@@ -54,6 +70,10 @@ def read_state_dict(path: str | Path, device: str = "cpu", mmap: bool = False) -
         raise WeightsError(f"{path}: no such file; {expected}")
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder; {expected}")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):  # reading a pipe or device would wait forever or never end
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise WeightsError(f"{path}: is {kind}, not a file; {expected}")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         state_dict = _read_safetensors(path, device)
@@ -78,21 +98,37 @@ def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
             for k, (s, d) in shapes.items()}
 
 
-def _read_pickle(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
-    import zipfile
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+def _pickle_refusal(path: Path, err: Exception) -> WeightsError:
+    """torch's weights_only refusal of ``path`` as a message saying what the file is and what to do."""
+    text = str(err)
+    if _PICKLED_STORAGE in text:
+        return WeightsError(f"{path}: tensors saved with pickle.dump, not torch.save; {PLAIN_TENSORS_ONLY}: "
+                            "re-save them with torch.save(state_dict) or as .safetensors")
+    for pattern in _CODE:
+        found = pattern.search(text)
         if found:
-            raise WeightsError(f"{path}: holds a pickled object {found.group(1)}; {PLAIN_TENSORS_ONLY}") from None
-        raise WeightsError(f"{path}: cannot be read as a torch checkpoint, truncated or corrupt? "
-                           f"({str(err).splitlines()[-1] if str(err) else err!r})") from None
+            return WeightsError(f"{path}: contains code that is not allowed to run (loading it would import and "
+                                f"call {found.group(1).strip()}); nothing in it was run; {PLAIN_TENSORS_ONLY}: "
+                                "use a .safetensors release of these weights")
+    found = _OPCODE.search(text)
+    if found:
+        return WeightsError(f"{path}: uses pickle instruction {found.group(1)}, which torch.save never writes: a "
+                            f"plain Python pickle, not a torch checkpoint; nothing in it was run; {PLAIN_TENSORS_ONLY}")
+    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), repr(err))
+    return WeightsError(f"{path}: cannot be read as a torch checkpoint, truncated or corrupt? ({last})")
+
+
+def _read_pickle(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+    try:
+        with warnings.catch_warnings():  # torch's notice about pickle protocols: we refuse such files anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        raise _pickle_refusal(path, err) from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         raise WeightsError(f"{path}: cannot be read as a torch checkpoint, truncated or corrupt? ({err})") from err
-    while isinstance(obj, dict) and any(isinstance(obj.get(k), dict) for k in ("state_dict", "module")):
-        obj = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj["module"]
+    while isinstance(obj, dict) and (key := next((k for k in NESTED_STATE_DICT_KEYS if isinstance(obj.get(k), dict)), None)):
+        obj = obj[key]
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state dict; {PLAIN_TENSORS_ONLY}")
     bad = [f"{k} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]

@@ -30,6 +30,11 @@ _LEGACY_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_
 _MARKER = "feature_projection.projection.weight"
 _REQUIRED = (_MARKER, "encoder.layers.0.feed_forward.intermediate_dense.weight", "feature_extractor.conv_layers.0.conv.weight")
 _STANDARD_STRIDES = (5, 2, 2, 2, 2, 2, 2)
+# Attention heads of the released widths (a file does not record them): base 768/12, large and
+# XLS-R 300M 1024/16, XLS-R 1B 1280/16, XLS-R 2B 1920/16; other widths: width / 64.
+RELEASED_HEADS = {768: 12, 1024: 16, 1280: 16, 1920: 16}
+# (width, layers) -> the released family a layout matches; stable layer norm tells large models apart.
+RELEASED_LAYOUTS = {(768, 12): "base", (1024, 24): "large", (1280, 48): "XLS-R 1B", (1920, 48): "XLS-R 2B"}
 
 
 def normalize_wav2vec2_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,7 +58,7 @@ def infer_wav2vec2_config(state_dict: dict[str, torch.Tensor], overrides: dict[s
 
     Inferred: hidden size, layer count, intermediate size, conv dims/kernels/bias, positional-conv
     kernel and groups, ``feat_extract_norm`` ("layer" when every conv layer has a LayerNorm).
-    Assumed: heads = hidden / 64 (true of released models), ``do_stable_layer_norm`` = layer-norm
+    Assumed: heads of the released widths (:data:`RELEASED_HEADS`, else hidden / 64), ``do_stable_layer_norm`` = layer-norm
     feature extractor (true of lv60/XLSR "large" models, false of base and large-960h), the standard
     conv strides for 7 conv layers. ``overrides`` (e.g. an EMOConfig's ``audio_encoder``) win.
     """
@@ -67,7 +72,7 @@ def infer_wav2vec2_config(state_dict: dict[str, torch.Tensor], overrides: dict[s
     values: dict[str, Any] = dict(
         hidden_size=hidden,
         num_hidden_layers=len(_indices(state_dict, r"encoder\.layers\.(\d+)\.")),
-        num_attention_heads=max(1, hidden // 64),
+        num_attention_heads=RELEASED_HEADS.get(hidden, max(1, hidden // 64)),
         intermediate_size=state_dict["encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0],
         conv_dim=[w.shape[0] for w in conv_weights],
         conv_kernel=[w.shape[2] for w in conv_weights],
@@ -82,6 +87,19 @@ def infer_wav2vec2_config(state_dict: dict[str, torch.Tensor], overrides: dict[s
         raise WeightsError(f"wav2vec2: {len(values['conv_dim'])} conv layers, not the standard 7; "
                            "pass conv_stride in config_overrides")
     return Wav2Vec2Config(**values)
+
+
+def wav2vec2_variant(config) -> str:
+    """What a ``Wav2Vec2Config`` is, in words: the released layout it matches (base, large, XLS-R 1B/2B)
+    or "custom", with its layer count, width, heads and normalisation order."""
+    family = RELEASED_LAYOUTS.get((config.hidden_size, config.num_hidden_layers), "custom")
+    if family == "large":
+        family += (" (LV-60 / XLSR-53 / XLS-R 300M layout)" if config.do_stable_layer_norm
+                   else " (960h layout)")
+    norm = "stable layer norm (pre-norm)" if config.do_stable_layer_norm else "post-norm"
+    return (f"wav2vec2 {family}: {config.num_hidden_layers} layers, width {config.hidden_size}, "
+            f"{config.num_attention_heads} head{'s' * (config.num_attention_heads != 1)}, {norm}, "
+            f"feature extractor norm {config.feat_extract_norm!r}")
 
 
 def _folder_weights(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
