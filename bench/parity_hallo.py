@@ -7,7 +7,8 @@ code users' files go through. REFERENCE is what ``shared/tools/hallo-reference/r
 saved when it ran Hallo's own modules on that release: their inputs (``inputs.*``: image, face region,
 identity embedding, region masks per depth, waveform) are fed to our code and each output compared:
 
-    a.audio_emb          wav2vec2 features with Hallo's framing (ceil(s x fps), padded to whole clips)
+    a.audio_emb          wav2vec2 features as pipeline.encode_audio makes them with the release's preset
+                         (ceil(s x fps) frames, padded with silence to whole clips)
     b.audio_proj_out     clip 0's audio tokens
     b.noise_pred         one denoiser call on clip 0's first step, both guidance branches
     b.noise_pred_cfg     the same after guidance
@@ -34,23 +35,12 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emo_models.audio import audio_features, audio_windows  # noqa: E402
 from emo_models.audio_modules import RegionMasks  # noqa: E402
 from emo_models.loading import load_pipeline  # noqa: E402
 from emo_models.model import ClipCondition  # noqa: E402
 from emo_models.schedulers import make_scheduler  # noqa: E402
 
 INFERENCE_SEED = 42  # scripts/inference.py: torch.manual_seed(42)
-
-
-def hallo_audio(pipeline, wave: torch.Tensor) -> torch.Tensor:
-    """Hallo's audio framing: frames = ceil(seconds x fps) as it computes it, the normalised waveform
-    padded by whole frames to a multiple of the clip length -> (padded frames, L, C)."""
-    cfg = pipeline.config
-    frames = math.ceil(len(wave) / cfg.audio_sample_rate * cfg.fps)
-    padded = math.ceil(frames / cfg.frames_per_clip) * cfg.frames_per_clip
-    pad = (padded - frames) * (cfg.audio_sample_rate // int(cfg.fps))
-    return audio_features(pipeline.audio_encoder, wave.numpy(), padded, pad_samples=pad)
 
 
 def region_masks(ref: dict, videos: int) -> RegionMasks:
@@ -148,10 +138,11 @@ def main(argv=None) -> int:
     print(f"loaded {args.release} ({pipeline.config.name}) in {time.time() - started:.1f} s", flush=True)
     ours = {}
     with torch.no_grad():
-        features = hallo_audio(pipeline, ref["inputs.waveform"])
-        ours["a.audio_emb"] = features
+        # the user's path: the release's preset counts frames (ceil) and pads whole clips of silence
+        audio = pipeline.encode_audio(ref["inputs.waveform"].numpy(), pipeline.config.audio_sample_rate)
+        ours["a.audio_emb"] = audio.source(0, audio.frames + audio.padding)
         if "forward" in stages:
-            windows = audio_windows(features, pipeline.config.audio_window)
+            windows = audio.windows(0, audio.frames + audio.padding)
             guidance = float(spec["cfg_scale"])
             ours.update(first_clip_forward(pipeline, ref, windows, int(meta["ddim_steps"]), guidance))
         if "generate" in stages:

@@ -137,3 +137,28 @@ def test_nodes_list_a_hallo_release_in_models_emo_and_render_with_it(models_dir)
         images, _ = run_node("EMOSampler", emo_model=model, reference=reference, emo_audio=audio, steps=1,
                              frames_per_clip=4, motion_frames=2)
     assert images.shape == (5, 128, 128, 3) and torch.isfinite(images).all()
+
+
+def test_missing_face_analysis_files_are_named_with_the_folders_searched(pipeline, tmp_path, monkeypatch):
+    empty = tmp_path / "pretrained_models"
+    (empty / "face_analysis" / "models").mkdir(parents=True)
+    monkeypatch.setattr(pipeline, "face_analysis_folders", [empty])
+    with pytest.raises(Exception, match=r"scrfd_10g_bnkps\.onnx[\s\S]*pretrained_models") as caught:
+        pipeline.generate(portrait(128), np.zeros(4000, np.float32), 16000, steps=1)
+    assert not isinstance(caught.value, (AttributeError, TypeError, KeyError))
+
+
+def test_a_hallo_release_renders_with_the_network_unreachable(pipeline, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frames = pipeline.generate(portrait(128), np.zeros(4000, np.float32) + 0.1, 16000, steps=1,
+                                   frames_per_clip=4, motion_frames=2)
+    assert frames.shape[0] == 7  # ceil(0.25 s x 25)
