@@ -23,7 +23,7 @@ from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
 from .weights.native import CONFIG_FILE, config_components, load_checkpoint, read_metadata, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
-from .weights.sanity import CheckpointReport, check_finite, untrained_after_init, untrained_parts
+from .weights.sanity import UNTRAINED, CheckpointReport, check_finite, untrained_after_init, untrained_parts
 
 MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder",
                "identity_projection", "audio_modules")
@@ -91,18 +91,30 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
 
 
 def checkpoint_report(folder: str | Path, pipeline: EMOPipeline, reports: list[LoadReport],
-                      family: str = "EMO native checkpoint") -> CheckpointReport:
-    """What loading ``folder`` gave: family, config, dtype, per-component key reports and the parts
-    that were never trained (from ``metadata.json`` and the still-zero output layers)."""
+                      family: str | None = None) -> CheckpointReport:
+    """What loading ``folder`` gave: family (default: the open family whose release it is, else a native
+    checkpoint), config, dtype, per-component key reports and the parts that were never trained (from
+    ``metadata.json`` and the still-zero output layers). An open family's release, or a folder converted
+    from one, has no speed layers: their zeros are a note (speed has no effect), not an untrained part."""
+    released = None if (Path(folder) / CONFIG_FILE).is_file() else release_family(folder)
     try:
         metadata, notes = read_metadata(folder), []
     except WeightsError as err:
         metadata, notes = {}, [f"{err}; cannot tell from it which parts were trained"]
+    origin = released.title if released else metadata.get("converted_from")
+    if family is None:
+        family = f"{released.title} release" if released else \
+            f"EMO native checkpoint (converted from {origin})" if origin else "EMO native checkpoint"
     states = {name: module.state_dict() for name, module in components_of(pipeline).items()}
+    untrained = untrained_parts(metadata, states)
+    if origin and "speed" in untrained and UNTRAINED not in metadata:
+        del untrained["speed"]
+        notes.append(f"speed: {origin}'s weights have no speed layers; they are zero, so speed has no effect "
+                     "until `python -m emo_models train --stage 3 --init <converted folder>` trains them")
     config = pipeline.config
     return CheckpointReport(source=str(folder), family=family, dtype=str(pipeline.dtype).removeprefix("torch."),
                             config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)",
-                            components=list(reports), untrained=untrained_parts(metadata, states), notes=notes)
+                            components=list(reports), untrained=untrained, notes=notes)
 
 
 def assembly_report(pipeline: EMOPipeline, reports: list[LoadReport], sources: dict[str, object]) -> CheckpointReport:

@@ -19,7 +19,7 @@ import torch
 
 from emo_models.config import EMOConfig, full_config
 from emo_models.families.hallo import hallo_config
-from emo_models.loading import convert_release, load_pipeline
+from emo_models.loading import checkpoint_report, convert_release, load_pipeline
 from emo_models.weights import sd15
 from emo_models.weights.hallo import net_shapes
 from emo_models.weights.inspect import describe
@@ -94,6 +94,17 @@ def test_speed_layers_are_new_and_change_nothing(release):
     assert speed_out and all(p.abs().sum() == 0 for p in speed_out)
 
 
+def test_load_report_names_the_release_and_does_not_call_its_missing_speed_layers_untrained(release, tmp_path):
+    folder, _ = release
+    pipeline, reports = load_pipeline(folder)
+    report = checkpoint_report(folder, pipeline, reports)
+    assert report.family == "Hallo (fudan-generative-vision/hallo) release" and not report.untrained
+    assert any("speed has no effect" in note for note in report.notes) and "WARNING" not in str(report)
+    out, _ = convert_release("hallo", folder, tmp_path / "converted")
+    converted = checkpoint_report(out, *load_pipeline(out))
+    assert "converted from hallo" in converted.family and not converted.untrained
+
+
 def test_missing_file_is_an_error_naming_the_file_and_its_folder(release, tmp_path):
     folder, _ = release
     broken = tmp_path / "release"
@@ -147,8 +158,12 @@ def test_a_native_folder_is_not_taken_for_a_hallo_release(tmp_path):
 
 
 def test_converted_native_folder_loads_the_same_model(release, tmp_path):
+    from emo_models.cli import main
+
     folder, _ = release
-    out, _ = convert_release("hallo", folder, tmp_path / "converted")
+    out = tmp_path / "converted"
+    assert main(["convert", "--from", "hallo", str(folder), str(out)]) == 0
+    assert main(["convert", "--from", "hallo", str(folder), str(tmp_path / "other"), "--variant", "acc"]) == 2
     direct, _ = load_pipeline(folder)
     native, _ = load_pipeline(out)
     assert native.config == direct.config
