@@ -109,8 +109,7 @@ def checkpoint_report(folder: str | Path, pipeline: EMOPipeline, reports: list[L
     untrained = untrained_parts(metadata, states)
     if origin and "speed" in untrained and UNTRAINED not in metadata:
         del untrained["speed"]
-        notes.append(f"speed: {origin}'s weights have no speed layers; they are zero, so speed has no effect "
-                     "until `python -m emo_models train --stage 3 --init <converted folder>` trains them")
+        notes.append(f"speed: {origin}'s weights have no speed layers; they are zero, so speed has no effect")
     config = pipeline.config
     return CheckpointReport(source=str(folder), family=family, dtype=str(pipeline.dtype).removeprefix("torch."),
                             config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)",
