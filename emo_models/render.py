@@ -133,6 +133,10 @@ class RenderSettings:
         if self.sampler not in SAMPLERS:
             raise InputError(f"{label('sampler')}: {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.sampler == "context_windows":
+            if config.identity_tokens or config.audio_modules:
+                raise InputError(f"{label('sampler')}: 'context_windows'; this model (Hallo's) reads identity tokens, "
+                                 "region masks and each clip's motion frames, which that sampler does not give: "
+                                 "use motion_frames (the checkpoint's)")
             if n:
                 raise InputError(f"{label('motion_frames')}: {n}; the context_windows sampler denoises the whole "
                                  "video together and uses no motion frames: give 0")

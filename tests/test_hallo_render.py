@@ -46,6 +46,13 @@ def test_hallos_preset_travels_with_the_release(pipeline):
     assert RenderSettings.from_config(config, steps=3, cfg=2.0).steps == 3  # the user overrides it
 
 
+def test_the_context_windows_sampler_is_refused_before_any_work(pipeline):
+    from emo_models.validation import InputError
+
+    with pytest.raises(InputError, match="sampler: 'context_windows'.*use motion_frames"):
+        RenderSettings.from_config(pipeline.config, sampler="context_windows")
+
+
 def test_unconditional_branch_reads_the_projection_of_a_zero_embedding(pipeline):
     model = pipeline.model
     identity = model.encode_identity(torch.randn(1, 512))
