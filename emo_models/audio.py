@@ -36,11 +36,13 @@ def normalize_waveform(wave: torch.Tensor, stats: tuple[float, float] | None = N
 
 @torch.no_grad()
 def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_frames: int,
-                   stats: tuple[float, float] | None = None) -> torch.Tensor:
+                   stats: tuple[float, float] | None = None, pad_samples: int = 0) -> torch.Tensor:
     """All transformer-layer outputs of wav2vec2, one row per video frame, in one pass.
 
     wave: (T,) mono at the encoder's sample rate (16 kHz) -> (num_frames, L, C), float32 on wav2vec2's
-    device. stats: see :func:`normalize_waveform`. Works with transformers 4.x and 5.x (the encoder
+    device. stats: see :func:`normalize_waveform`. ``pad_samples`` zeros are appended to the normalised
+    waveform (Hallo pads the audio to whole clips this way, which moves the interpolation grid;
+    ``num_frames`` then counts the padded frames). Works with transformers 4.x and 5.x (the encoder
     layers are run one by one). Long audio is encoded in windows (:mod:`emo_models.audio_encoding`).
     """
     if num_frames < 1:
@@ -49,7 +51,7 @@ def audio_features(wav2vec2: nn.Module, wave: np.ndarray | torch.Tensor, num_fra
     wave = torch.as_tensor(np.asarray(wave, dtype=np.float32)).to(param.device)
     if wave.numel() < 400:
         raise ValueError(f"audio: {wave.numel()} samples is too short for wav2vec2; give at least 25 ms at 16 kHz")
-    x = normalize_waveform(wave, stats)[None].to(param.dtype)
+    x = F.pad(normalize_waveform(wave, stats), (0, int(pad_samples)))[None].to(param.dtype)
     cnn = wav2vec2.feature_extractor(x)  # (1, C_cnn, T50)
     cnn = F.interpolate(cnn.float(), size=num_frames, mode="linear", align_corners=True).to(param.dtype)
     hidden, _ = wav2vec2.feature_projection(cnn.transpose(1, 2))
@@ -92,13 +94,13 @@ def audio_windows(features: torch.Tensor, window: int) -> torch.Tensor:
 class AudioProjection(nn.Module):
     """One frame's audio window → a few audio tokens (Hallo's ``audioproj`` layout).
 
-    windows: (..., 2m+1, L, C) -> tokens (..., K, D), D = the backbone's cross-attention width.
+    windows: (..., 2m+1, L, C) -> tokens (..., K, D), D = the audio-attention width.
     """
 
     def __init__(self, config: EMOConfig):
         super().__init__()
         in_dim = (2 * config.audio_window + 1) * config.audio_layers * config.audio_channels
-        self.tokens, self.dim = config.audio_tokens, config.cross_attention_dim
+        self.tokens, self.dim = config.audio_tokens, config.audio_token_dim
         self.proj1 = nn.Linear(in_dim, config.audio_hidden)
         self.proj2 = nn.Linear(config.audio_hidden, config.audio_hidden)
         self.proj3 = nn.Linear(config.audio_hidden, self.tokens * self.dim)

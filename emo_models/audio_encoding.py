@@ -71,16 +71,18 @@ class WindowedFeatures:
     audio; window, overlap: frames per window and frames two consecutive windows share (overlap <
     window). Window j covers frames [j·hop, j·hop + window), hop = window − overlap; its samples are the
     span of wav2vec2 frames the one-pass encode maps those video frames onto, normalised with the whole
-    audio's statistics. Calling it with (start, stop) gives (stop − start, L, C) float32 on CPU.
+    audio's statistics (``stats``: (mean, variance), default ``wave``'s own). Calling it with (start,
+    stop) gives (stop − start, L, C) float32 on CPU.
     """
 
-    def __init__(self, wav2vec2, wave: np.ndarray, frames: int, window: int, overlap: int, cache: int = 2):
+    def __init__(self, wav2vec2, wave: np.ndarray, frames: int, window: int, overlap: int, cache: int = 2,
+                 stats: tuple[float, float] | None = None):
         if not 0 < overlap < window:
             raise ValueError(f"audio windows: overlap {overlap} frames must be above 0 and below the window, {window}")
         self.wav2vec2, self.wave, self.frames = wav2vec2, wave, int(frames)
         self.window, self.overlap, self.hop = int(window), int(overlap), int(window) - int(overlap)
         self.count = max(1, math.ceil((self.frames - self.overlap) / self.hop))
-        self.stats = wave_statistics(wave)
+        self.stats = wave_statistics(wave) if stats is None else stats
         self.stride, self.field = conv_geometry(wav2vec2)
         positions = (wave.shape[0] - self.field) // self.stride + 1  # wav2vec2 frames of the whole audio
         self.scale = (positions - 1) / max(self.frames - 1, 1)  # video frame i -> wav2vec2 frame i·scale, as one pass
@@ -151,7 +153,9 @@ class AudioEncoding:
 
     source: :class:`HeldFeatures` or :class:`WindowedFeatures` of the whole audio; window: m, the
     neighbours on each side stacked per frame; fps; seconds of this span. :meth:`windows` gives
-    (k, 2m+1, L, C) for any span, so a clip loop asks only for its clip's frames.
+    (k, 2m+1, L, C) for any span, so a clip loop asks only for its clip's frames. padding: frames of
+    silence after this span's last frame that the source holds (Hallo's audio is encoded padded to
+    whole clips: a final partial clip reads them, and the last frames' neighbours are that silence).
     """
 
     source: HeldFeatures | WindowedFeatures
@@ -160,16 +164,19 @@ class AudioEncoding:
     seconds: float
     start: int = 0
     frames: int = -1
+    padding: int = 0
 
     def __post_init__(self):
         if self.frames < 0:
-            object.__setattr__(self, "frames", self.source.frames - self.start)
+            object.__setattr__(self, "frames", self.source.frames - self.start - self.padding)
 
     def windows(self, start: int, stop: int) -> torch.Tensor:
-        """(stop − start, 2m+1, L, C) windows of this encoding's frames [start, stop); neighbours come from
-        the whole audio (clamped at its ends), so a span keeps the context of the audio it was cut from."""
-        if not 0 <= start < stop <= self.frames:
-            raise ValueError(f"audio span: frames {start}..{stop} are not within the {self.frames} frames")
+        """(stop − start, 2m+1, L, C) windows of this encoding's frames [start, stop) (stop up to frames +
+        padding); neighbours come from the whole audio (clamped at its ends), so a span keeps the context of
+        the audio it was cut from."""
+        if not 0 <= start < stop <= self.frames + self.padding:
+            raise ValueError(f"audio span: frames {start}..{stop} are not within the {self.frames} frames"
+                             + (f" and {self.padding} of padding" if self.padding else ""))
         first, last = self.start + start, self.start + stop
         if getattr(self.source, "stacked", False):
             return self.source(first, last)
@@ -183,7 +190,8 @@ class AudioEncoding:
         stop = min(stop, self.frames)
         if start < 0 or stop <= start:
             raise ValueError(f"audio span: frames {start}..{stop} hold nothing of the {self.frames} frames")
-        return replace(self, start=self.start + start, frames=stop - start, seconds=(stop - start) / self.fps)
+        return replace(self, start=self.start + start, frames=stop - start, seconds=(stop - start) / self.fps,
+                       padding=self.padding if stop == self.frames else 0)
 
     def to(self, device) -> AudioEncoding:
         """This encoding with held features on ``device`` (windowed ones are made on demand)."""
@@ -192,18 +200,23 @@ class AudioEncoding:
 
 def encode_audio(wav2vec2, wave: np.ndarray, frames: int, fps: float, window: int, seconds: float, *,
                  one_pass_seconds: float | None = None, overlap_seconds: float | None = None,
-                 sample_rate: int = 16000) -> AudioEncoding:
+                 sample_rate: int = 16000, padding: int = 0) -> AudioEncoding:
     """wave: (T,) float32 mono at ``sample_rate`` (wav2vec2's) -> the :class:`AudioEncoding` of its ``frames``.
 
     Audio up to ``one_pass_seconds`` is encoded now, in one pass; longer audio gets a
     :class:`WindowedFeatures` of windows that long overlapping by ``overlap_seconds``, encoded as asked.
-    None: :data:`ONE_PASS_SECONDS`, :data:`OVERLAP_SECONDS`.
+    None: :data:`ONE_PASS_SECONDS`, :data:`OVERLAP_SECONDS`. padding: frames of silence (sample_rate // fps
+    samples each, zeros of the normalised waveform, as Hallo pads) encoded after the audio's frames.
     """
     one_pass_seconds = ONE_PASS_SECONDS if one_pass_seconds is None else one_pass_seconds
     overlap_seconds = OVERLAP_SECONDS if overlap_seconds is None else overlap_seconds
-    if wave.shape[0] <= one_pass_seconds * sample_rate:
-        source = HeldFeatures(audio_features(wav2vec2, wave, frames))
-    else:
-        source = WindowedFeatures(wav2vec2, wave, frames, window=max(2, round(one_pass_seconds * fps)),
-                                  overlap=max(1, round(overlap_seconds * fps)))
-    return AudioEncoding(source, window, fps, seconds)
+    pad = int(padding) * int(sample_rate // fps)
+    if wave.shape[0] + pad <= one_pass_seconds * sample_rate:
+        source = HeldFeatures(audio_features(wav2vec2, wave, frames + padding, pad_samples=pad))
+    else:  # the silence as the whole audio's mean: zero once normalised with the audio's own statistics
+        stats = wave_statistics(wave)
+        if pad:
+            wave = np.concatenate([wave, np.full(pad, stats[0], dtype=wave.dtype)])
+        source = WindowedFeatures(wav2vec2, wave, frames + padding, window=max(2, round(one_pass_seconds * fps)),
+                                  overlap=max(1, round(overlap_seconds * fps)), stats=stats)
+    return AudioEncoding(source, window, fps, seconds, frames=frames, padding=int(padding))

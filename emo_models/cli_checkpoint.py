@@ -65,7 +65,8 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
                           "directly; a native folder loads faster and needs no .pth unpickling.")
     parser.add_argument("--from", dest="family", required=True, choices=sorted(FAMILIES),
                         help="the family whose release SOURCE is")
-    parser.add_argument("source", help="the release folder (e.g. EchoMimic's pretrained_weights/)")
+    parser.add_argument("source", help="the release folder (e.g. EchoMimic's pretrained_weights/, Hallo's "
+                                       "pretrained_models/)")
     parser.add_argument("out", help="native checkpoint folder to write (e.g. ComfyUI/models/emo/echomimic)")
     parser.add_argument("--variant", default=None, choices=variants or None,
                         help="which weight set of the release (EchoMimic: standard, or acc = the *_acc.pth 6-step "

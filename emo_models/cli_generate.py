@@ -25,7 +25,8 @@ def _add_io_options(parser: argparse.ArgumentParser, defaults: dict | None, upsc
     helps = {"image": "portrait image, any size and mode (fitted by --crop)",
              "audio": "speech or singing, any format, rate and channel count",
              "out": "mp4 to write (it appears only when complete)",
-             "checkpoint": "EMO checkpoint folder (config.json + one .safetensors per component)"}
+             "checkpoint": "EMO checkpoint folder (config.json + one .safetensors per component), or a Hallo "
+                           "release folder (pretrained_models/ as downloaded)"}
     for name, text in helps.items():
         if defaults is None:
             parser.add_argument(f"--{name}", required=True, help=text)

@@ -61,7 +61,9 @@ SD15_SCHEDULER: dict[str, Any] = dict(
     steps_offset=1,
 )
 
+MOTION_FEATURES = ("layer_output", "attention_input")
 PRECISIONS = ("float32", "float16", "bfloat16")
+REFERENCE_PAIRINGS = ("branch", "alternating")
 
 
 @dataclass
@@ -74,14 +76,25 @@ class EMOConfig:
     ``width`` and ``height`` also the defaults generation uses. generation: the rest of the sampling
     defaults the checkpoint was trained for (:class:`~emo_models.preset.GenerationPreset`).
 
-    Family options (EchoMimic sets them; EMO keeps the defaults): audio_encoder_type "wav2vec2" |
+    Family options (EchoMimic and Hallo set them; EMO keeps the defaults): audio_encoder_type "wav2vec2" |
     "whisper" (then ``audio_encoder`` holds ``WhisperConfig`` kwargs); audio_projection "mlp" (EMO's
     AudioProjection) | "none" (raw window tokens); audio_attention_scale multiplies audio-attention's
     output; reference_net_attn2 / reference_net_conv_out: False builds the ReferenceNet without its
     cross-attention (attn2, norm2) or without conv_norm_out/conv_out; reference_feature_dtype
-    "float16" rounds the ReferenceNet's features through float16 as EchoMimic's code does;
+    "float16" rounds the ReferenceNet's features through float16 as EchoMimic's and Hallo's code do;
     temporal_positions: the precision a checkpoint stored the temporal positional encoding in (its model
-    ran with those rounded values: ``float16`` for EchoMimic's fp16 releases).
+    ran with those rounded values: ``float16`` for EchoMimic's fp16 releases and Hallo's net.pth).
+    identity_tokens: > 0 adds an identity projection (a face-recognition embedding of ``identity_dim``
+    -> that many tokens) read by both UNets' cross-attention; audio then goes through audio modules.
+    audio_modules: audio-attention as separate blocks after each attention layer, weighted by
+    full/face/lip region masks (Hallo), instead of the backbone's own cross-attention.
+    audio_attention_dim: width of the audio tokens (default: the UNet's cross-attention width).
+    motion_features: ``layer_output`` (the ReferenceNet layer's output at every temporal site) or
+    ``attention_input`` (its first self-attention's input; temporal modules at layers without
+    attention do not run, as in Hallo's released inference).
+    reference_pairing: ``branch`` (each guidance branch's ReferenceNet run reads its own identity
+    tokens, each frame its own branch's reference) or ``alternating`` (Hallo's batching: ReferenceNet
+    input p reads branch p mod v's identity tokens, backbone frame row i reads reference i mod v).
     """
 
     name: str = "full"
@@ -115,11 +128,21 @@ class EMOConfig:
     reference_net_conv_out: bool = True
     reference_feature_dtype: str = ""
     temporal_positions: str = "float32"
+    identity_tokens: int = 0
+    identity_dim: int = 512
+    audio_modules: bool = False
+    audio_attention_dim: int | None = None
+    motion_features: str = "layer_output"
+    reference_pairing: str = "branch"
 
     def __post_init__(self):
-        for name, allowed in (("temporal_positions", PRECISIONS), ("reference_feature_dtype", ("", *PRECISIONS))):
+        for name, allowed in (("motion_features", MOTION_FEATURES), ("reference_pairing", REFERENCE_PAIRINGS),
+                              ("temporal_positions", PRECISIONS), ("reference_feature_dtype", ("", *PRECISIONS))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config: {name}={getattr(self, name)!r}; choose one of {list(allowed)}")
+        if self.identity_tokens and not self.audio_modules:
+            raise ValueError("config: identity_tokens need audio_modules=True (the UNets' cross-attention then "
+                             "reads identity tokens, so audio needs its own modules)")
 
     @property
     def vae_scale(self) -> int:
@@ -153,8 +176,13 @@ class EMOConfig:
 
     @property
     def cross_attention_dim(self) -> int:
-        """Width of the audio tokens the backbone's audio-attention reads."""
+        """Width of the UNets' cross-attention context (audio tokens for EMO, identity tokens for Hallo)."""
         return int(self.unet["cross_attention_dim"])
+
+    @property
+    def audio_token_dim(self) -> int:
+        """D: width of the audio tokens the audio-attention reads."""
+        return int(self.audio_attention_dim or self.cross_attention_dim)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -206,7 +234,7 @@ class EMOConfig:
 REQUIRED_FIELDS = ("unet", "vae", "audio_encoder")  # the architecture; the other fields have defaults
 _PARTS = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "audio_encoder": "Wav2Vec2Config",
           "scheduler": "scheduler config"}
-_AT_LEAST_ZERO = ("motion_frames", "audio_window")
+_AT_LEAST_ZERO = ("motion_frames", "audio_window", "identity_tokens")
 
 
 def _check_field(source: str, name: str, value: Any) -> None:
@@ -223,9 +251,11 @@ def _check_field(source: str, name: str, value: Any) -> None:
     elif kind == "str":
         if not isinstance(value, str):
             refuse("a string")
-    elif kind == "int":
+    elif kind == "int | None" and value is None:
+        return
+    elif kind in ("int", "int | None"):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            refuse(f"a whole number >= {least}")
+            refuse(f"a whole number >= {least}" + (" or null" if kind == "int | None" else ""))
     elif kind == "float":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
             refuse("a positive number")

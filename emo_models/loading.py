@@ -21,11 +21,12 @@ from .families import get_family, release_family
 from .model import EMOModel
 from .pipeline import EMOPipeline
 from .temporal import is_speed_parameter
-from .weights.native import COMPONENTS, CONFIG_FILE, load_checkpoint, read_metadata, save_checkpoint
+from .weights.native import CONFIG_FILE, config_components, load_checkpoint, read_metadata, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
-from .weights.sanity import CheckpointReport, check_finite, untrained_after_init, untrained_parts
+from .weights.sanity import UNTRAINED, CheckpointReport, check_finite, untrained_after_init, untrained_parts
 
-MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder")
+MODEL_PARTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder",
+               "identity_projection", "audio_modules")
 
 
 def build_pipeline(config: EMOConfig, empty: bool = False) -> EMOPipeline:
@@ -44,14 +45,15 @@ def build_pipeline(config: EMOConfig, empty: bool = False) -> EMOPipeline:
 
 
 def components_of(pipeline: EMOPipeline) -> dict[str, torch.nn.Module]:
-    """Component name (as in :data:`COMPONENTS`) -> module."""
-    parts = {name: getattr(pipeline.model, name) for name in MODEL_PARTS}
+    """Component name (as in ``weights.native.config_components``) -> module."""
+    parts = {name: getattr(pipeline.model, name) for name in MODEL_PARTS if getattr(pipeline.model, name) is not None}
     return {**parts, "vae": pipeline.vae, "audio_encoder": pipeline.audio_encoder}
 
 
 def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32) -> tuple[EMOPipeline, list[LoadReport]]:
-    """A native EMO checkpoint folder -> (pipeline on ``device``/``dtype``, one report per component).
+    """A native EMO checkpoint folder, or a release of an open family as its users download it
+    (Hallo's: weights/hallo.py) -> (pipeline on ``device``/``dtype``, one report per component).
 
     Every component must be present and complete; a missing file or key is an error naming it, and so
     are NaN or infinite weights (in the file, or made by the cast to ``dtype``). :func:`checkpoint_report`
@@ -69,10 +71,14 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
         raise WeightsError(f"{Path(folder) / 'config.json'}: the EMO model cannot be built from it "
                            f"({type(err).__name__}: {err}); fix config.json or copy the checkpoint's own") from None
     parts = components_of(pipeline)
-    absent = [name for name in COMPONENTS if name not in state_dicts and parts[name].state_dict()]
+    absent = [name for name, module in parts.items() if name not in state_dicts and module.state_dict()]
     if absent:
         raise WeightsError(f"{folder}: components {absent} missing; an EMO checkpoint holds "
-                           f"{list(COMPONENTS)} (write one with `python -m emo_models init`)")
+                           f"{list(config_components(config))} (write one with `python -m emo_models init`)")
+    extra = sorted(set(state_dicts) - set(parts))
+    if extra:
+        raise WeightsError(f"{folder}: components {extra} are not part of this config's model "
+                           f"({list(config_components(config))}); config.json and the files disagree")
     reports = [load_component(module, state_dicts[name], name, str(Path(folder) / f"{name}.safetensors"))
                for name, module in parts.items() if module.state_dict()]
     meta = [n for n, p in pipeline.model.named_parameters() if p.is_meta]
@@ -86,18 +92,29 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
 
 
 def checkpoint_report(folder: str | Path, pipeline: EMOPipeline, reports: list[LoadReport],
-                      family: str = "EMO native checkpoint") -> CheckpointReport:
-    """What loading ``folder`` gave: family, config, dtype, per-component key reports and the parts
-    that were never trained (from ``metadata.json`` and the still-zero output layers)."""
+                      family: str | None = None) -> CheckpointReport:
+    """What loading ``folder`` gave: family (default: the open family whose release it is, else a native
+    checkpoint), config, dtype, per-component key reports and the parts that were never trained (from
+    ``metadata.json`` and the still-zero output layers). An open family's release, or a folder converted
+    from one, has no speed layers: their zeros are a note (speed has no effect), not an untrained part."""
+    released = None if (Path(folder) / CONFIG_FILE).is_file() else release_family(folder)
     try:
         metadata, notes = read_metadata(folder), []
     except WeightsError as err:
         metadata, notes = {}, [f"{err}; cannot tell from it which parts were trained"]
+    origin = released.title if released else metadata.get("converted_from")
+    if family is None:
+        family = f"{released.title} release" if released else \
+            f"EMO native checkpoint (converted from {origin})" if origin else "EMO native checkpoint"
     states = {name: module.state_dict() for name, module in components_of(pipeline).items()}
+    untrained = untrained_parts(metadata, states)
+    if origin and "speed" in untrained and UNTRAINED not in metadata:
+        del untrained["speed"]
+        notes.append(f"speed: {origin}'s weights have no speed layers; they are zero, so speed has no effect")
     config = pipeline.config
     return CheckpointReport(source=str(folder), family=family, dtype=str(pipeline.dtype).removeprefix("torch."),
                             config=f"{config.name} ({config.width}x{config.height}, {config.fps:g} fps)",
-                            components=list(reports), untrained=untrained_parts(metadata, states), notes=notes)
+                            components=list(reports), untrained=untrained, notes=notes)
 
 
 def assembly_report(pipeline: EMOPipeline, reports: list[LoadReport], sources: dict[str, object]) -> CheckpointReport:
@@ -152,7 +169,7 @@ def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path 
                 and wav2vec2.config.num_attention_heads != ours["num_attention_heads"]):
             # a single file does not record its head count (hidden/64 is assumed); keep the config's
             wav2vec2 = load_wav2vec2(audio_encoder, {"num_attention_heads": ours["num_attention_heads"]})
-        config = EMOConfig.from_dict({**config.to_dict(), "audio_encoder": _wav2vec2_config(wav2vec2)})
+        config = EMOConfig.from_dict({**config.to_dict(), "audio_encoder": wav2vec2_config_fields(wav2vec2.config)})
         reports.append(LoadReport("audio_encoder", loaded=len(wav2vec2.state_dict())))
     pipeline = build_pipeline(config)
     if audio_encoder is not None:
@@ -172,9 +189,8 @@ def assemble(config: EMOConfig, base: str | Path | None = None, vae: str | Path 
     return pipeline, reports
 
 
-def _wav2vec2_config(model) -> dict:
-    """The Wav2Vec2Config fields an EMOConfig keeps, from a loaded model."""
-    c = model.config
+def wav2vec2_config_fields(c) -> dict:
+    """The fields of a ``Wav2Vec2Config`` that an EMOConfig keeps (its ``audio_encoder``)."""
     keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "conv_dim",
             "conv_kernel", "conv_stride", "conv_bias", "num_conv_pos_embeddings", "num_conv_pos_embedding_groups",
             "feat_extract_norm", "do_stable_layer_norm", "layer_norm_eps", "hidden_act", "feat_extract_activation")

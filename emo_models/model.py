@@ -3,7 +3,9 @@
 - backbone, reference_net: unmodified ``UNet2DConditionModel``s (SD-1.5 layout);
 - reference-attention: attention processors on every ``attn1`` (reference_attention.py);
 - audio-attention: every transformer block's cross-attention (``attn2``) reads the frame's audio tokens
-  instead of text, so it follows reference-attention inside each block;
+  instead of text, so it follows reference-attention inside each block — or, for Hallo's weights,
+  ``attn2`` reads identity tokens (identity.py) and audio goes through region-weighted audio modules
+  after each attention layer (audio_modules.py);
 - temporal modules: forward hooks after each backbone layer where AnimateDiff puts motion modules;
 - face locator: a forward hook adding its residual to ``conv_in``'s output;
 - speed encoder: tokens for the temporal modules' speed cross-attention.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -26,60 +28,17 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .audio import build_audio_projection, install_audio_attention_scale
+from .audio_modules import AudioModules
+from .condition import ClipCondition
 from .config import EMOConfig
 from .face_locator import FaceLocator
+from .identity import IdentityProjection
 from .preset import CONDITIONS
 from .reference_attention import ReferenceBank, install_reference_attention
 from .speed import SpeedEncoder
 from .temporal import TemporalModules, is_speed_parameter
 
-
-@dataclass(frozen=True)
-class ClipCondition:
-    """Everything a denoising step reads, computed once per video or per clip (v videos).
-
-    reference: attn1 name -> (v, hw, c), from :meth:`EMOModel.encode_reference`.
-    motion: layer name -> (v, n, c, h, w) from :meth:`EMOModel.encode_motion`, or None (no context).
-    audio_tokens: (v, f, K, D) or None (zeros: no audio). speed_tokens: (v, f, k, c_s) or None.
-    face: (v, C0, h, w) face-locator residual or None. use_reference: (v,) bool or None (all True).
-    temporal: run the temporal modules (False in stage-1 training on single frames).
-    """
-
-    reference: dict[str, torch.Tensor] | None
-    motion: dict[str, torch.Tensor] | None = None
-    audio_tokens: torch.Tensor | None = None
-    speed_tokens: torch.Tensor | None = None
-    face: torch.Tensor | None = None
-    use_reference: torch.Tensor | None = None
-    temporal: bool = True
-
-    def select(self, index: torch.Tensor | slice) -> ClipCondition:
-        """The condition of a subset of the v videos (e.g. one classifier-free-guidance branch)."""
-
-        def pick(x):
-            if x is None:
-                return None
-            if isinstance(x, dict):
-                return {k: v[index] for k, v in x.items()}
-            return x[index]
-
-        return replace(self, reference=pick(self.reference), motion=pick(self.motion),
-                       audio_tokens=pick(self.audio_tokens), speed_tokens=pick(self.speed_tokens),
-                       face=pick(self.face), use_reference=pick(self.use_reference))
-
-    def repeat(self, videos: int) -> ClipCondition:
-        """The condition of one video (v = 1) for ``videos`` videos (expanded views, no copies)."""
-
-        def grow(x):
-            if x is None:
-                return None
-            if isinstance(x, dict):
-                return {k: grow(v) for k, v in x.items()}
-            return x.expand(videos, *x.shape[1:])
-
-        return replace(self, reference=grow(self.reference), motion=grow(self.motion),
-                       audio_tokens=grow(self.audio_tokens), speed_tokens=grow(self.speed_tokens),
-                       face=grow(self.face), use_reference=grow(self.use_reference))
+__all__ = ["ClipCondition", "EMOModel"]
 
 
 class EMOModel(nn.Module):
@@ -98,26 +57,55 @@ class EMOModel(nn.Module):
         self.audio_projection = build_audio_projection(config)
         self.face_locator = FaceLocator(config)
         self.speed_encoder = SpeedEncoder(config)
+        self.identity_projection = IdentityProjection(config) if config.identity_tokens else None
+        self.audio_modules = AudioModules(config) if config.audio_modules else None
         self.bank = ReferenceBank()
         self._condition: ClipCondition | None = None
         self._frames = 1
         self._motion_capture: dict[str, torch.Tensor] | None = None
+        self._audio: torch.Tensor | None = None
         install_reference_attention(self.backbone, self.reference_net, self.bank)
         install_audio_attention_scale(self.backbone, config.audio_attention_scale)
-        for motion_name, layer_name, _ in self.temporal.sites:
-            self.backbone.get_submodule(layer_name).register_forward_hook(self._temporal_hook(motion_name))
-            self.reference_net.get_submodule(layer_name).register_forward_hook(self._motion_capture_hook(motion_name))
+        # after each backbone layer: its audio module (if any), then its temporal module (if it runs)
+        after: dict[str, dict[str, str]] = {}
+        for site in self.audio_modules.sites if self.audio_modules is not None else ():
+            after.setdefault(site.layer, {})["audio"] = site.name
+        for motion_name, layer_name, _ in self.motion_sites():
+            after.setdefault(layer_name, {})["motion"] = motion_name
+            if config.motion_features == "layer_output":
+                self.reference_net.get_submodule(layer_name).register_forward_hook(self._motion_capture_hook(motion_name))
+        for layer_name, names in after.items():
+            self.backbone.get_submodule(layer_name).register_forward_hook(self._layer_hook(layer_name, **names))
         self.backbone.conv_in.register_forward_hook(self._face_hook)
 
+    def motion_sites(self) -> list[tuple[str, str, int]]:
+        """The temporal modules that run: (motion module, layer it follows, channels).
+
+        All of them, except with ``motion_features="attention_input"``, where only those after an
+        attention layer run (there are no motion features elsewhere; Hallo's released behaviour).
+        """
+        if self.config.motion_features == "layer_output":
+            return list(self.temporal.sites)
+        return [site for site in self.temporal.sites if ".attentions." in site[1]]
+
     # ---- hooks: active only inside a denoise/encode call ------------------------------------------
-    def _temporal_hook(self, motion_name: str):
+    def _layer_hook(self, layer_name: str, audio: str | None = None, motion: str | None = None):
+        depth = None if audio is None else next(s.depth for s in self.audio_modules.sites if s.name == audio)
+
         def hook(_module, _inputs, output):
             cond = self._condition
-            if cond is None or not cond.temporal:
+            if cond is None:
                 return output
             sample = output[0] if isinstance(output, tuple) else output
-            motion = None if cond.motion is None else cond.motion[motion_name]
-            sample = self.temporal.module(motion_name)(sample, self._frames, motion, cond.speed_tokens)
+            if audio is not None:
+                if cond.regions is None:
+                    raise ValueError("regions: this model's audio modules read full/face/lip region masks; "
+                                     "give them in the ClipCondition (RegionMasks)")
+                masks = cond.regions.at(depth, self._frames, sample.dtype)
+                sample = self.audio_modules.module(audio)(sample, self._audio, masks, cond.regions.weights)
+            if motion is not None and cond.temporal:
+                features = None if cond.motion is None else cond.motion[motion]
+                sample = self.temporal.module(motion)(sample, self._frames, features, cond.speed_tokens)
             return (sample, *output[1:]) if isinstance(output, tuple) else sample
 
         return hook
@@ -137,49 +125,106 @@ class EMOModel(nn.Module):
         return output + repeat(cond.face.to(output.dtype), "v c h w -> (v f) c h w", f=self._frames)
 
     # ---- the ReferenceNet, once per video / once per clip -----------------------------------------
-    def _run_reference_net(self, latents: torch.Tensor) -> None:
-        """latents: (b, 4, h, w) clean latents, run at t = 0 with an empty (zero) context."""
-        context = latents.new_zeros(latents.shape[0], 1, self.config.cross_attention_dim)
+    def _run_reference_net(self, latents: torch.Tensor, context: torch.Tensor | None = None) -> None:
+        """latents: (b, 4, h, w) clean latents, run at t = 0; context: (b, K, D) identity tokens, or None
+        for an empty (zero) context."""
+        if context is None:
+            if self.identity_projection is not None:
+                raise ValueError("reference: this model's ReferenceNet reads identity tokens; pass context")
+            context = latents.new_zeros(latents.shape[0], 1, self.config.cross_attention_dim)
         timestep = torch.zeros(latents.shape[0], device=latents.device, dtype=torch.long)
-        self.reference_net(latents, timestep, encoder_hidden_states=context, return_dict=False)
+        self.reference_net(latents, timestep, encoder_hidden_states=context.to(latents.dtype), return_dict=False)
 
-    def encode_reference(self, reference_latents: torch.Tensor) -> dict[str, torch.Tensor]:
-        """ReferenceNet features for reference-attention. reference_latents: (v, 4, h, w) -> name -> (v, hw, c)."""
+    def _reference_pass(self, latents: torch.Tensor, context: torch.Tensor | None):
+        """Run the ReferenceNet once on (b, 4, h, w) -> (attn1 inputs name -> (b, hw, c),
+        layer outputs motion module -> (b, c, h', w') when motion features are layer outputs)."""
+        self._motion_capture = {} if self.config.motion_features == "layer_output" else None
         try:
             self.bank.capturing = True
-            self._run_reference_net(reference_latents)
-            features = dict(self.bank.recording)
+            self._run_reference_net(latents, context)
+            return dict(self.bank.recording), dict(self._motion_capture or {})
         finally:
             self.bank.clear()
-        if self.config.reference_feature_dtype:
-            rounding = getattr(torch, self.config.reference_feature_dtype)
-            features = {k: x.to(rounding).to(x.dtype) for k, x in features.items()}
-        return features
+            self._motion_capture = None
 
-    def encode_motion(self, motion_latents: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _motion_from(self, recording, layers, n: int, h: int) -> dict[str, torch.Tensor]:
+        """Motion features (v, n, c, h', w') per temporal module from one pass over (v·n) motion frames."""
+        if self.config.motion_features == "layer_output":
+            return {k: rearrange(x, "(v n) c h w -> v n c h w", n=n) for k, x in layers.items()}
+        return {name: rearrange(recording[f"{layer}.transformer_blocks.0.attn1"], "(v n) (h w) c -> v n c h w",
+                                n=n, h=h // self._downscale(name))
+                for name, layer, _ in self.motion_sites()}
+
+    def encode_reference(self, reference_latents: torch.Tensor, context: torch.Tensor | None = None
+                         ) -> dict[str, torch.Tensor]:
+        """ReferenceNet features for reference-attention. reference_latents: (v, 4, h, w);
+        context: (v, K, D) identity tokens or None -> attn1 name -> (v, hw, c)."""
+        recording, _ = self._reference_pass(reference_latents, context)
+        return {name: self._hand_over(x) for name, x in recording.items()}
+
+    def encode_motion(self, motion_latents: torch.Tensor, context: torch.Tensor | None = None
+                      ) -> dict[str, torch.Tensor]:
         """ReferenceNet features of the previous clip's last n frames for the temporal modules.
 
-        motion_latents: (v, n, 4, h, w) -> layer name -> (v, n, c, h', w')
+        motion_latents: (v, n, 4, h, w); context: (v, n, K, D) identity tokens or None
+        -> motion module name -> (v, n, c, h', w')
         """
-        n = motion_latents.shape[1]
-        self._motion_capture = {}
-        try:
-            self._run_reference_net(rearrange(motion_latents, "v n c h w -> (v n) c h w"))
-            return {k: rearrange(x, "(v n) c h w -> v n c h w", n=n) for k, x in self._motion_capture.items()}
-        finally:
-            self._motion_capture = None
+        n, h = motion_latents.shape[1], motion_latents.shape[-2]
+        context = None if context is None else rearrange(context, "v n k d -> (v n) k d")
+        passed = self._reference_pass(rearrange(motion_latents, "v n c h w -> (v n) c h w"), context)
+        return {k: self._hand_over(x) for k, x in self._motion_from(*passed, n, h).items()}
+
+    def encode_clip_references(self, latents: torch.Tensor, context: torch.Tensor | None = None):
+        """Reference and motion features from ONE ReferenceNet pass over every video's
+        [reference, m_1..m_n] (Hallo's batching, which fixes the rounding its weights were run with).
+
+        latents: (v, 1+n, 4, h, w); context: (v, 1+n, K, D) or None
+        -> (attn1 name -> (v, hw, c), motion module -> (v, n, c, h', w'))
+        """
+        v, frames, _, h, _ = latents.shape
+        flat = rearrange(latents, "v k c h w -> (v k) c h w").contiguous()
+        recording, layers = self._reference_pass(flat, None if context is None else
+                                                 rearrange(context, "v k t d -> (v k) t d").contiguous())
+        first = torch.arange(v, device=latents.device) * frames
+        rest = torch.tensor([i for i in range(v * frames) if i % frames], device=latents.device, dtype=torch.long)
+        reference = {k: self._hand_over(x[first]) for k, x in recording.items()}
+        motion = self._motion_from({k: x[rest] for k, x in recording.items()},
+                                   {k: x[rest] for k, x in layers.items()}, frames - 1, h)
+        return reference, {k: self._hand_over(x) for k, x in motion.items()}
+
+    def _hand_over(self, features: torch.Tensor) -> torch.Tensor:
+        """ReferenceNet features as the backbone reads them: rounded through ``reference_feature_dtype``."""
+        if not self.config.reference_feature_dtype:
+            return features
+        return features.to(getattr(torch, self.config.reference_feature_dtype)).to(features.dtype)
 
     def zero_motion(self, videos: int, height: int, width: int, device=None, dtype=None,
                     frames: int | None = None) -> dict[str, torch.Tensor]:
         """No motion context: zeros shaped like :meth:`encode_motion`'s output for ``frames`` motion
         frames (default: the config's n) of latents height x width."""
         n, zeros = self.config.motion_frames if frames is None else frames, {}
-        for motion_name, _, channels in self.temporal.sites:
-            block = self.backbone.get_submodule(motion_name.split(".motion_modules")[0])
-            scale = _block_downscale(self.backbone, block)
+        for motion_name, _, channels in self.motion_sites():
+            scale = self._downscale(motion_name)
             zeros[motion_name] = torch.zeros(videos, n, channels, height // scale, width // scale,
                                              device=device, dtype=dtype)
         return zeros
+
+    def _downscale(self, motion_name: str) -> int:
+        block = self.backbone.get_submodule(motion_name.split(".motion_modules")[0])
+        return _block_downscale(self.backbone, block)
+
+    def reference_contexts(self, identity: torch.Tensor, frames: int) -> torch.Tensor:
+        """Which identity tokens each ReferenceNet input of a guidance batch reads.
+
+        identity: (v, K, D), one row per branch; frames: inputs per branch ([reference, m_1..m_n] = 1+n)
+        -> (v, frames, K, D). ``branch`` pairing: each input reads its own branch's tokens.
+        ``alternating`` (Hallo): the v·frames inputs form one batch whose input p reads branch p mod v
+        (and in :meth:`denoise` frame row i reads reference i mod v).
+        """
+        v = identity.shape[0]
+        if self.config.reference_pairing == "branch":
+            return identity[:, None].expand(-1, frames, -1, -1)
+        return identity[torch.arange(v * frames, device=identity.device).remainder(v).reshape(v, frames)]
 
     # ---- per-video conditions ---------------------------------------------------------------------
     def encode_audio(self, windows: torch.Tensor) -> torch.Tensor:
@@ -194,13 +239,19 @@ class EMOModel(nn.Module):
         """mask: (v, 1, H, W) -> face-locator residual (v, C0, H/8, W/8)."""
         return self.face_locator(mask)
 
+    def encode_identity(self, embedding: torch.Tensor) -> torch.Tensor:
+        """embedding: (v, identity_dim) face-recognition embedding -> identity tokens (v, K_id, D)."""
+        if self.identity_projection is None:
+            raise ValueError("identity: this model has no identity tokens (config identity_tokens=0)")
+        return self.identity_projection(embedding)
+
     # ---- what a guidance branch (or a training sample's dropout) removes -----------------------------
     def drop_conditions(self, cond: ClipCondition, dropped: Mapping[str, torch.Tensor]) -> ClipCondition:
         """``cond`` with, per video, the named conditions removed. dropped: name -> (v,) bool, True = removed.
 
-        reference: reference-attention sees the frame's own tokens only; audio: zero audio tokens;
-        face: no face-locator residual. Motion frames and speed always stay. A model family that removes
-        a condition differently (e.g. identity tokens through their projection of zeros) changes it here.
+        reference: reference-attention sees the frame's own tokens only, and identity tokens (models with
+        them) become the projection of a zero embedding, as Hallo's unconditional branch; audio: zero
+        audio tokens; face: no face-locator residual. Motion frames and speed always stay.
         """
         unknown = sorted(set(dropped) - set(CONDITIONS))
         if unknown:
@@ -209,6 +260,9 @@ class EMOModel(nn.Module):
         if "reference" in dropped:
             keep = ~dropped["reference"].bool()
             changes["use_reference"] = keep if cond.use_reference is None else keep & cond.use_reference.bool()
+            if cond.identity is not None:
+                blank = self.encode_identity(cond.identity.new_zeros(1, self.config.identity_dim))
+                changes["identity"] = torch.where(keep.to(cond.identity.device)[:, None, None], cond.identity, blank)
         for name, field in (("audio", "audio_tokens"), ("face", "face")):
             value = getattr(cond, field)
             if name in dropped and value is not None:
@@ -222,7 +276,22 @@ class EMOModel(nn.Module):
         device = next(self.parameters()).device
         names = sorted(set().union(*branches))
         dropped = {n: torch.tensor([n in b for b in branches], device=device) for n in names}
-        return self.drop_conditions(cond.repeat(len(branches)), dropped)
+        batch = self.drop_conditions(cond.repeat(len(branches)), dropped)
+        if batch.sources is None:
+            return batch
+        # one ReferenceNet pass over every branch's [reference, motion frames], each input reading the
+        # identity tokens reference_contexts assigns it (Hallo's batch)
+        identity = batch.identity
+        contexts = None if identity is None else self.reference_contexts(identity, batch.sources.shape[1])
+        reference, motion = self.encode_clip_references(batch.sources, contexts)
+        return replace(batch, reference=reference, motion=motion if batch.sources.shape[1] > 1 else batch.motion,
+                       sources=None)
+
+    @property
+    def reads_clip_sources(self) -> bool:
+        """True when the ReferenceNet reads the reference and motion latents in one pass per clip and
+        guidance batch (give ``ClipCondition.sources``), as Hallo's alternating batch does."""
+        return self.config.reference_pairing == "alternating"
 
     # ---- one denoising step -----------------------------------------------------------------------
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor | float, cond: ClipCondition,
@@ -239,15 +308,24 @@ class EMOModel(nn.Module):
             out = self.backbone(x, t, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
             return rearrange(out, "(v f) c h w -> v f c h w", f=f)
         if cond.audio_tokens is not None:
-            context = rearrange(cond.audio_tokens.to(x.dtype), "v f k d -> (v f) k d")
+            audio = rearrange(cond.audio_tokens.to(x.dtype), "v f k d -> (v f) k d")
         else:
-            context = x.new_zeros(v * f, self.config.audio_token_count, self.config.cross_attention_dim)
-        self._condition, self._frames = cond, f
+            audio = x.new_zeros(v * f, self.config.audio_token_count, self.config.audio_token_dim)
+        context = audio
+        if self.identity_projection is not None:
+            if cond.identity is None:
+                raise ValueError("identity: this model's cross-attention reads identity tokens; give them in "
+                                 "the ClipCondition (EMOModel.encode_identity of a face embedding)")
+            context = repeat(cond.identity.to(x.dtype), "v k d -> (v f) k d", f=f)
+        elif self.audio_modules is not None:
+            context = x.new_zeros(v * f, 1, self.config.cross_attention_dim)
+        self._condition, self._frames, self._audio = cond, f, audio
         self.bank.reference, self.bank.frames, self.bank.use_reference = cond.reference, f, cond.use_reference
+        self.bank.tiled = self.config.reference_pairing == "alternating"
         try:
             out = self.backbone(x, t, encoder_hidden_states=context, return_dict=False)[0]
         finally:
-            self._condition, self._frames = None, 1
+            self._condition, self._frames, self._audio = None, 1, None
             self.bank.clear()
         return rearrange(out, "(v f) c h w -> v f c h w", f=f)
 
@@ -276,8 +354,13 @@ class EMOModel(nn.Module):
         """Parameters by the paper's parts: backbone, reference_net, face_locator, audio, temporal, speed."""
         groups: dict[str, list[nn.Parameter]] = {k: [] for k in
                                                 ("backbone", "reference_net", "face_locator", "audio", "temporal", "speed")}
+        audio_in_attn2 = self.audio_modules is None
         for name, p in self.backbone.named_parameters():
-            groups["audio" if ".attn2." in name else "backbone"].append(p)
+            groups["audio" if audio_in_attn2 and ".attn2." in name else "backbone"].append(p)
+        if self.identity_projection is not None:
+            groups["backbone"] += list(self.identity_projection.parameters())
+        if self.audio_modules is not None:
+            groups["audio"] += list(self.audio_modules.parameters())
         groups["reference_net"] = list(self.reference_net.parameters())
         groups["face_locator"] = list(self.face_locator.parameters())
         groups["audio"] += list(self.audio_projection.parameters())

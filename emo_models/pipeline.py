@@ -15,6 +15,7 @@ import torch
 
 from .audio import encode_audio_windows
 from .audio_encoding import AudioEncoding, HeldWindows, encode_audio
+from .audio_modules import RegionMasks
 from .config import EMOConfig
 from .media_audio import frame_count, prepare_waveform
 from .model import EMOModel
@@ -27,11 +28,19 @@ class GenerationCancelled(RuntimeError):
 
 @dataclass(frozen=True)
 class ReferenceEncoding:
-    """A reference portrait, encoded once. latent: (1, 4, h, w); features: attn1 name -> (1, hw, c)."""
+    """A reference portrait, encoded once. latent: (1, 4, h, w); features: attn1 name -> (1, hw, c).
+
+    identity: (1, K, D) identity tokens and regions: the audio modules' full/face/lip masks, for models
+    that read them (Hallo's: see :mod:`emo_models.families.hallo`), else None; locator: (1, 1, H, W) the
+    face-locator mask found with them (used when no face mask is given), else None.
+    """
 
     latent: torch.Tensor
     features: dict[str, torch.Tensor]
     image: torch.Tensor  # (1, 3, H, W) in [0, 1], at the model's size
+    identity: torch.Tensor | None = None
+    regions: RegionMasks | None = None
+    locator: torch.Tensor | None = None
 
 
 class EMOPipeline:
@@ -40,6 +49,7 @@ class EMOPipeline:
     def __init__(self, model: EMOModel, vae, audio_encoder, config: EMOConfig | None = None):
         self.model, self.vae, self.audio_encoder = model.eval(), vae.eval(), audio_encoder.eval()
         self.config = config or model.config
+        self.face_analysis_folders: list = []  # where a release's face-analysis files are (Hallo's loader sets it)
 
     @property
     def device(self) -> torch.device:
@@ -71,14 +81,26 @@ class EMOPipeline:
         return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
 
     @torch.no_grad()
-    def encode_reference(self, image: torch.Tensor) -> ReferenceEncoding:
-        """image: (1, 3, H, W) in [0, 1] at the model's size -> latent + ReferenceNet features (one run)."""
+    def encode_reference(self, image: torch.Tensor, identity: torch.Tensor | None = None,
+                         regions: RegionMasks | None = None) -> ReferenceEncoding:
+        """image: (1, 3, H, W) in [0, 1] at the model's size -> latent + ReferenceNet features (one run).
+
+        identity: (1, 512) face-recognition embedding and regions: full/face/lip masks, required by
+        models with identity tokens / audio modules (Hallo; ``families.hallo.face_conditions`` makes both).
+        """
         h, w = image.shape[-2:]
         scale = self.config.vae_scale * 2 ** (len(self.config.unet["block_out_channels"]) - 1)
         if h % scale or w % scale:
             raise ValueError(f"image: {w}x{h} pixels; the model needs width and height multiples of {scale}")
+        model = self.model
+        if (identity is None) != (model.identity_projection is None) or (regions is None) != (model.audio_modules is None):
+            raise ValueError("reference: this model reads identity tokens and region masks (Hallo's); give the face "
+                             "embedding and masks (emo_models.families.hallo.face_conditions)" if identity is None else
+                             "reference: this model has no identity tokens or region masks; give neither")
         latent = self.vae_encode(image)
-        return ReferenceEncoding(latent=latent, features=self.model.encode_reference(latent), image=image)
+        tokens = None if identity is None else model.encode_identity(identity.to(self.device, self.dtype))
+        return ReferenceEncoding(latent=latent, features=model.encode_reference(latent, tokens), image=image,
+                                 identity=tokens, regions=regions)
 
     def count_frames(self, samples: int, sample_rate: int, fps: float | None = None) -> tuple[int, float]:
         """(frames, fps) of ``samples`` audio samples at ``sample_rate``: fps defaults to the checkpoint's, the
@@ -101,8 +123,11 @@ class EMOPipeline:
         if self.config.audio_encoder_type == "whisper":  # EchoMimic: windows of 50 Hz frames, held whole
             windows = encode_audio_windows(self.config, self.audio_encoder, wave, fps, frames)
             return AudioEncoding(HeldWindows(windows), self.config.audio_window, fps, samples / sample_rate)
+        padding = 0
+        if self.config.generation.audio_padding == "clips":  # Hallo: silence to whole clips before wav2vec2
+            padding = -frames % self.config.frames_per_clip
         return encode_audio(self.audio_encoder, wave, frames, fps, self.config.audio_window, samples / sample_rate,
-                            sample_rate=self.config.audio_sample_rate)
+                            sample_rate=self.config.audio_sample_rate, padding=padding)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, slice_size: int = 4) -> torch.Tensor:

@@ -22,6 +22,7 @@ CONDITIONS = ("reference", "audio", "face")  # what an unconditional guidance br
 FIRST_CLIP_MOTION = ("reference", "zeros")  # motion frames of a video's first clip
 FRAME_ROUNDING = ("nearest", "ceil", "whisper")  # frames of an audio clip (media_audio.frame_count)
 SAMPLERS = ("motion_frames", "context_windows")  # how a video longer than a clip is denoised (render.py)
+AUDIO_PADDING = ("none", "clips")  # wav2vec2 reads the audio as given, or padded with silence to whole clips
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class GenerationPreset:
     found; face_expand: how much a detected face box is grown to the region the face may move in;
     detect_face: look for the face in the portrait (False where the detector cannot see the training
     faces, e.g. the demo's drawn ones, which always sit in ``face_box``).
+    audio_padding: ``none`` (wav2vec2 reads the audio as given) or ``clips`` (padded with silence to
+    whole clips first, as Hallo does; this changes every frame's features, wav2vec2 attends globally).
     """
 
     steps: int = 40
@@ -64,6 +67,7 @@ class GenerationPreset:
     face_box: tuple[float, float, float, float] = (0.2, 0.2, 0.8, 0.8)
     face_expand: float = 1.5
     detect_face: bool = True
+    audio_padding: str = "none"
 
     def __post_init__(self):
         def bad(field: str, expected: str):
@@ -86,6 +90,8 @@ class GenerationPreset:
             raise bad("first_clip_motion", f"one of {', '.join(FIRST_CLIP_MOTION)}")
         if self.frame_rounding not in FRAME_ROUNDING:
             raise bad("frame_rounding", f"one of {', '.join(FRAME_ROUNDING)}")
+        if self.audio_padding not in AUDIO_PADDING:
+            raise bad("audio_padding", f"one of {', '.join(AUDIO_PADDING)}")
         if self.sampler not in SAMPLERS:
             raise bad("sampler", f"one of {', '.join(SAMPLERS)}")
         for name in ("context_overlap", "context_shift"):

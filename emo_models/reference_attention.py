@@ -22,6 +22,8 @@ class ReferenceBank:
     recording: name -> (b, hw, c) captured while ``capturing`` is True.
     reference: name -> (v, hw, c) read by the backbone; frames: frames per video in the backbone batch;
     use_reference: (v,) bool, False rows attend to themselves only (classifier-free guidance).
+    tiled: frame row i of the (v·f) batch reads reference i mod v instead of its own video's (Hallo's
+    batching: ``reference.repeat`` over frames).
     """
 
     def __init__(self):
@@ -30,6 +32,7 @@ class ReferenceBank:
         self.reference: dict[str, torch.Tensor] | None = None
         self.frames = 1
         self.use_reference: torch.Tensor | None = None
+        self.tiled = False
 
     def clear(self) -> None:
         """Forget everything recorded or set, so no state outlives a call."""
@@ -38,6 +41,7 @@ class ReferenceBank:
         self.reference = None
         self.frames = 1
         self.use_reference = None
+        self.tiled = False
 
 
 def attend(attn: Attention, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -77,7 +81,8 @@ class ReferenceAttnProcessor(AttnProcessor2_0):
         bank = self.bank
         if bank.reference is None or encoder_hidden_states is not None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
-        reference = repeat(bank.reference[self.name].to(hidden_states.dtype), "v n c -> (v f) n c", f=bank.frames)
+        layout = "v n c -> (f v) n c" if bank.tiled else "v n c -> (v f) n c"
+        reference = repeat(bank.reference[self.name].to(hidden_states.dtype), layout, f=bank.frames)
         if reference.shape[0] != hidden_states.shape[0]:
             raise RuntimeError(
                 f"reference-attention {self.name}: {reference.shape[0]} reference rows for "

@@ -28,11 +28,12 @@ import numpy as np
 import torch
 
 from .config import EMOConfig
-from .face_region import FaceBox, frame_portrait, locator_mask
+from .face_region import FaceBox, frame_portrait
 from .guidance import Guidance
 from .model import ClipCondition
 from .options import check_frame_size, check_option, check_values
 from .pipeline import AudioEncoding, EMOPipeline, GenerationCancelled, ReferenceEncoding
+from .portrait_inputs import encode_portrait, face_locator_region
 from .preset import FIRST_CLIP_MOTION, SAMPLERS
 from .schedulers import SCHEDULERS, make_scheduler
 from .speed_presets import speed_value
@@ -132,6 +133,10 @@ class RenderSettings:
         if self.sampler not in SAMPLERS:
             raise InputError(f"{label('sampler')}: {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.sampler == "context_windows":
+            if config.identity_tokens or config.audio_modules:
+                raise InputError(f"{label('sampler')}: 'context_windows'; this model (Hallo's) reads identity tokens, "
+                                 "region masks and each clip's motion frames, which that sampler does not give: "
+                                 "use motion_frames (the checkpoint's)")
             if n:
                 raise InputError(f"{label('motion_frames')}: {n}; the context_windows sampler denoises the whole "
                                  "video together and uses no motion frames: give 0")
@@ -209,9 +214,10 @@ def _checked_mask(face_mask: torch.Tensor, reference: ReferenceEncoding) -> torc
 
 
 def _clip_windows(audio: AudioEncoding, start: int, frames: int) -> torch.Tensor:
-    """Audio windows (frames, 2m+1, L, C) of frames [start, start + frames): a final partial clip repeats the
-    last one. Only this span is asked of the encoding (long audio is encoded as its clips come)."""
-    span = audio.windows(start, min(start + frames, audio.frames))
+    """Audio windows (frames, 2m+1, L, C) of frames [start, start + frames): a final partial clip reads the
+    encoding's padding (Hallo's silence), else repeats the last frame's. Only this span is asked of the
+    encoding (long audio is encoded as its clips come)."""
+    span = audio.windows(start, min(start + frames, audio.frames + audio.padding))
     if span.shape[0] == frames:
         return span
     return torch.cat([span, span[-1:].expand(frames - span.shape[0], *span.shape[1:])])
@@ -252,7 +258,8 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
     speeds = speed_per_frame(settings.speed, clips * f)
     branches = settings.guidance.branches(settings.uncond_drops)
     condition = ClipCondition(reference={k: x.to(device, dtype) for k, x in reference.features.items()},
-                              face=model.encode_face(face_mask.to(device, dtype)))
+                              face=model.encode_face(face_mask.to(device, dtype)), identity=reference.identity,
+                              regions=reference.regions)
     start_frame, tail, motion_latents = 0, None, None  # tail: the last n decoded frames, (<= n, 3, H, W)
     if previous_frames is not None:
         if tuple(previous_frames.shape[1:]) != (3, height, width):
@@ -270,12 +277,18 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
     done = 0
     for clip in range(clips):
         span = slice(clip * f, (clip + 1) * f)
-        if n and motion_latents is not None:
+        sources = None
+        if model.reads_clip_sources:  # reference + motion latents read in one pass in guidance_batch
+            sources = reference.latent[:, None] if not n or motion_latents is None else \
+                torch.cat([reference.latent[:, None], motion_latents], dim=1)
+            sources = sources.to(device, dtype)
+        if sources is None and n and motion_latents is not None:
             motion = model.encode_motion(motion_latents.to(device, dtype))
         else:
             motion = model.zero_motion(1, h, w, device, dtype, frames=n) if n else None
         cond = ClipCondition(
-            reference=condition.reference, face=condition.face, motion=motion,
+            reference=condition.reference, face=condition.face, motion=motion, identity=condition.identity,
+            regions=condition.regions, sources=sources,
             audio_tokens=model.encode_audio(_clip_windows(audio, clip * f, f)[None].to(device, dtype)),
             speed_tokens=model.encode_speed(speeds[span][None].to(device)),
         )
@@ -331,7 +344,7 @@ def animate(pipeline: EMOPipeline, image: torch.Tensor, waveform, sample_rate: i
     image = image_tensor(image)
     width, height = check_frame_size(config, width, height)
     portrait = frame_portrait(image, width, height, crop=crop, face_box=face_box, detect=config.generation.detect_face)
-    mask = locator_mask(portrait, config.generation, mask=face_mask)
+    reference = encode_portrait(pipeline, portrait)
+    mask = face_locator_region(reference, portrait, config, face_mask)
     audio = pipeline.encode_audio(waveform, sample_rate, fps=fps, name=audio_name)
-    reference = pipeline.encode_reference(portrait.image)
     return audio, render_clips(pipeline, reference, audio, mask, settings, on_step=on_step, should_stop=should_stop)

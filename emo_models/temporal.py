@@ -199,7 +199,7 @@ class TemporalModules(nn.Module):
         self.mid_block = block(by_block["mid_block"])
         self.up_blocks = nn.ModuleList(block(by_block[f"up_blocks.{i}"])
                                        for i in range(len(config.unet["up_block_types"])))
-        if config.temporal_positions != "float32":  # the encoding as a checkpoint stored it (EchoMimic: fp16)
+        if config.temporal_positions != "float32":  # the encoding as a checkpoint stored it (EchoMimic, Hallo: fp16)
             stored = getattr(torch, config.temporal_positions)
             for attention in self.modules():
                 if isinstance(attention, TemporalSelfAttention):
@@ -215,11 +215,23 @@ def is_speed_parameter(key: str) -> bool:
     return ".speed_norm." in key or ".speed_attention." in key
 
 
+def new_speed_layers_(temporal: nn.Module) -> None:
+    """Give every temporal block new speed layers (output projection at zero: speed has no effect until
+    trained), e.g. after loading motion modules that have none into a model built on the meta device."""
+    for block in temporal.modules():
+        if isinstance(block, TemporalTransformerBlock):
+            attention = block.speed_attention
+            dim, speed_dim = attention.to_q.in_features, attention.to_k.in_features
+            block.speed_norm = nn.LayerNorm(dim)
+            block.speed_attention = SpeedAttention(dim, speed_dim, attention.heads)
+
+
 __all__ = [
     "TemporalModule",
     "TemporalModules",
     "SpeedAttention",
     "motion_module_sites",
     "is_speed_parameter",
+    "new_speed_layers_",
     "sinusoidal_positions",
 ]

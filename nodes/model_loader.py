@@ -89,8 +89,8 @@ class LoadEMOModel:
 
         return {"required": {
             "checkpoint": ([*native_checkpoints(), ASSEMBLE], {"tooltip": "A native EMO checkpoint folder in "
-                           "models/emo (config.json + safetensors), an EchoMimic release folder as downloaded "
-                           "(its pretrained_weights files), or assemble one from the parts below."}),
+                           "models/emo (config.json + safetensors), an EchoMimic or Hallo release folder as "
+                           "downloaded (models/emo/<name>/, see the README), or assemble one from the parts below."}),
             "base_model": choice(base_models(), "Assemble only: SD-1.5 from models/checkpoints (single file) or "
                                  "models/diffusers (folder); its UNet fills the backbone and ReferenceNet."),
             "vae": choice(comfy_bridge.model_files("vae"), "Assemble only: a VAE from models/vae; (none) uses "

@@ -49,6 +49,7 @@ class EncodeReference:
 
     def encode(self, emo_model, image, crop, face_expand, mask=None):
         from emo_models.face_region import frame_portrait, mask_box
+        from emo_models.portrait_inputs import encode_portrait
 
         if crop not in CROPS:
             raise ValueError(f"crop: {crop!r}; choose one of {', '.join(CROPS)}")
@@ -58,7 +59,7 @@ class EncodeReference:
         pipeline = emo_model.loaded()
         portrait = frame_portrait(picture, *emo_model.size, crop=crop, face_box=face, crop_expand=face_expand,
                                   detect=pipeline.config.generation.detect_face)
-        reference = EncodedReference(pipeline.encode_reference(portrait.image), portrait)
+        reference = EncodedReference(encode_portrait(pipeline, portrait), portrait)
         return reference.to(comfy_bridge.intermediate_device(), torch.float32), frames_to_image(portrait.image)
 
 

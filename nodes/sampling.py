@@ -92,13 +92,13 @@ def render_clips(emo_model, reference, audio, *, face_mask=None, speed=None, pre
     """The one render path with ComfyUI's progress (a preview per step) and cancel -> (settings, the clips as
     they render). A cancel raises GenerationCancelled from the iterator (:func:`cancelled` turns it into
     ComfyUI's exception)."""
-    from emo_models.face_region import locator_mask
+    from emo_models.portrait_inputs import face_locator_region
     from emo_models.render import render_clips as clips
 
     pipeline = emo_model.loaded()
     settings = render_settings(pipeline.config, audio.frames, speed=speed, **widgets)
     mask = None if face_mask is None else mask_to_model(face_mask, "face_mask")
-    region = locator_mask(reference.portrait, pipeline.config.generation, mask)
+    region = face_locator_region(reference.encoding, reference.portrait, pipeline.config, mask)
     windows = settings.sampler == "context_windows"  # all frames at every step: one step is one update
     bar = comfy_bridge.progress_bar(settings.steps * (1 if windows else math.ceil(audio.frames / settings.frames_per_clip)))
 

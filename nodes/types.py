@@ -55,7 +55,10 @@ class EncodedReference:
         """A copy with the encoding's tensors on ``device``/``dtype``."""
         e = self.encoding
         moved = dataclasses.replace(e, latent=e.latent.to(device, dtype), image=e.image.to(device, torch.float32),
-                                    features={k: v.to(device, dtype) for k, v in e.features.items()})
+                                    features={k: v.to(device, dtype) for k, v in e.features.items()},
+                                    identity=None if e.identity is None else e.identity.to(device, dtype),
+                                    regions=None if e.regions is None else e.regions.to(device, dtype),
+                                    locator=None if e.locator is None else e.locator.to(device, torch.float32))
         return dataclasses.replace(self, encoding=moved)
 
 

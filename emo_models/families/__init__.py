@@ -1,6 +1,6 @@
 """Open model families whose public releases load into our model, and how each is recognised.
 
-Each family has a module here with its config and inference preset (``echomimic.py``) and a loader
+Each family has a module here with its config and inference preset (``echomimic.py``, ``hallo.py``) and a loader
 module in ``emo_models.weights`` with ``is_release(path) -> bool`` (a release folder as users download
 it), ``looks_like(state_dict) -> bool`` (a weights file in the family's layout), ``load(path, device,
 dtype, variant=None) -> (EMOPipeline, reports)`` (strict: every key used, every weight of ours given;
@@ -62,6 +62,10 @@ FAMILIES: dict[str, Family] = {
                         "denoising_unet.pth, reference_unet.pth, face_locator.pth, motion_module.pth (or the "
                         "*_acc.pth pair), sd-image-variations-diffusers/unet/config.json, sd-vae-ft-mse/, "
                         "audio_processor/whisper_tiny.pt", "emo_models.weights.echomimic", "reference_unet.pth"),
+    "hallo": Family("hallo", "Hallo (fudan-generative-vision/hallo)",
+                    "hallo/net.pth, motion_module/mm_sd_v15_v2.ckpt, stable-diffusion-v1-5/unet/config.json, "
+                    "sd-vae-ft-mse/, wav2vec/wav2vec2-base-960h/ (face_analysis/models/ for real photos)",
+                    "emo_models.weights.hallo", "hallo/net.pth"),
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import CONFIGS, EMOConfig
+from ..families import FAMILIES, release_family
 from . import animatediff, echomimic, native, sd15, wav2vec2, whisper
 from .safe_load import WeightsError, compare_keys, read_state_dict, short_list
 
@@ -128,8 +129,19 @@ def _file_kind(state_dict: Mapping[str, torch.Tensor]) -> str:
     return "unknown"
 
 
+def _prefix_counts(state_dict: Mapping[str, torch.Tensor]) -> str:
+    prefixes: dict[str, int] = {}
+    for key in state_dict:
+        prefixes[key.split(".")[0]] = prefixes.get(key.split(".")[0], 0) + 1
+    return short_list([f"{p} ({n})" for p, n in prefixes.items()], 8)
+
+
 def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]]:
-    state_dict = read_state_dict(path, device="meta")
+    state_dict = read_state_dict(path, device="meta", mmap=True)
+    hallo = FAMILIES["hallo"]
+    if hallo.looks_like(state_dict):  # one file of a release that loads only as the whole folder
+        return (f"{hallo.title} weights", [f"  {_params(state_dict)}", f"  top-level prefixes: {_prefix_counts(state_dict)}",
+                                          f"  they load as a whole release folder: {hallo.layout}"])
     kind = _file_kind(state_dict)
     lines = [f"  {_params(state_dict)}"]
     if kind.startswith(("SD-1.5", "single-file")):
@@ -150,10 +162,7 @@ def _describe_file(path: Path, config: EMOConfig | None) -> tuple[str, list[str]
     elif "Whisper" in kind:
         lines += _whisper_lines(state_dict)
     else:
-        prefixes: dict[str, int] = {}
-        for key in state_dict:
-            prefixes[key.split(".")[0]] = prefixes.get(key.split(".")[0], 0) + 1
-        lines.append(f"  top-level prefixes: {short_list([f'{p} ({n})' for p, n in prefixes.items()], 8)}")
+        lines.append(f"  top-level prefixes: {_prefix_counts(state_dict)}")
         lines.append(f"  first keys: {short_list(list(state_dict), 4)}")
     return kind, lines
 
@@ -166,7 +175,7 @@ def _describe_native(path: Path) -> list[str]:
     except WeightsError as err:  # still list the parts: the user needs to see what the folder holds
         config, lines = None, [f"  config.json is broken, the checkpoint will not load: {err}"]
     files = {p.stem: p for p in sorted(path.glob("*.safetensors"))}
-    for name in native.COMPONENTS:
+    for name in native.config_components(config):
         if name not in files:
             raw = name == "audio_projection" and config is not None and config.audio_projection == "none"
             lines.append(f"  {name}: " + ("none (this config reads the audio features raw)" if raw else "absent"))
@@ -179,7 +188,7 @@ def _describe_native(path: Path) -> list[str]:
         lines.append(f"  {name}: {_params(state_dict)}")
         if config is not None:
             lines += _component_lines(name, config, state_dict)
-    lines += [f"  not a component: {p.name}" for n, p in files.items() if n not in native.COMPONENTS]
+    lines += [f"  not a component: {p.name}" for n, p in files.items() if n not in native.config_components(config)]
     try:
         metadata = native.read_metadata(path)
     except WeightsError as err:
@@ -241,6 +250,9 @@ def _describe_folder(path: Path, config: EMOConfig | None) -> tuple[str, list[st
     foreign = "_class_name" in data or "model_type" in data
     if not foreign and ({"unet", "vae", "audio_encoder"} & set(data) or components):
         return "native EMO checkpoint", _describe_native(path)
+    family = release_family(path)
+    if family is not None and hasattr(family.code(), "describe"):  # a loader may describe its release itself
+        return f"{family.title} release", family.code().describe(path)
     if echomimic.is_echomimic_release(path):
         present = [name for name in echomimic.FILES if (path / name).is_file()]
         missing = [name for name in echomimic.FILES if name not in present]

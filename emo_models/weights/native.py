@@ -23,6 +23,7 @@ from .safe_load import WeightsError, read_state_dict
 
 COMPONENTS = ("backbone", "reference_net", "temporal", "audio_projection", "face_locator", "speed_encoder",
               "vae", "audio_encoder")
+OPTIONAL_COMPONENTS = ("identity_projection", "audio_modules")  # present when the config has them
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 FORMAT = "emo-native-1"
@@ -43,7 +44,7 @@ def _plain_tensors(name: str, component: torch.nn.Module | Mapping[str, torch.Te
 
 def is_checkpoint_file(name: str) -> bool:
     """True for the names a native checkpoint consists of (config, metadata, one file per component)."""
-    return name in (CONFIG_FILE, METADATA_FILE) or name in {f"{c}.safetensors" for c in COMPONENTS}
+    return name in (CONFIG_FILE, METADATA_FILE) or name in {f"{c}.safetensors" for c in COMPONENTS + OPTIONAL_COMPONENTS}
 
 
 def check_checkpoint_output(folder: str | Path, force: bool = False, option: str = "out") -> Path:
@@ -65,9 +66,10 @@ def save_checkpoint(folder: str | Path, config: EMOConfig,
     folder is touched (a training run's ``checkpoint-N/`` beside them stays).
     """
     folder = Path(folder)
-    unknown = sorted(set(components) - set(COMPONENTS))
+    unknown = sorted(set(components) - set(COMPONENTS + OPTIONAL_COMPONENTS))
     if unknown:
-        raise WeightsError(f"{folder}: unknown components {unknown}; expected names from {list(COMPONENTS)}")
+        raise WeightsError(f"{folder}: unknown components {unknown}; expected names from "
+                           f"{list(COMPONENTS + OPTIONAL_COMPONENTS)}")
     check_checkpoint_output(folder, force=force, option=option)
     tensors = {name: _plain_tensors(name, module) for name, module in components.items()}
     tensors = {name: state_dict for name, state_dict in tensors.items() if state_dict}  # parameterless parts
@@ -96,12 +98,22 @@ def load_checkpoint(folder: str | Path, components: Iterable[str] | None = None
         raise WeightsError(f"{folder}: no {CONFIG_FILE}; {expected}")
     config = read_config(folder / CONFIG_FILE)
     files = {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
-    foreign = sorted(set(files) - set(COMPONENTS))
+    known = COMPONENTS + OPTIONAL_COMPONENTS
+    foreign = sorted(set(files) - set(known))
     if foreign:
         raise WeightsError(f"{folder}: files {[files[n].name for n in foreign]} are not EMO components; "
-                           f"expected names from {list(COMPONENTS)}")
-    wanted = set(COMPONENTS if components is None else components)
+                           f"expected names from {list(known)}")
+    wanted = set(known if components is None else components)
     return config, {name: read_state_dict(path) for name, path in files.items() if name in wanted}
+
+
+def config_components(config: EMOConfig | None) -> tuple[str, ...]:
+    """The components a checkpoint of ``config`` may hold: :data:`COMPONENTS` plus the optional ones it
+    uses (None, a config that cannot be read: :data:`COMPONENTS`)."""
+    if config is None:
+        return COMPONENTS
+    optional = {"identity_projection": bool(config.identity_tokens), "audio_modules": config.audio_modules}
+    return COMPONENTS + tuple(name for name in OPTIONAL_COMPONENTS if optional[name])
 
 
 def read_config(path: str | Path) -> EMOConfig:

@@ -10,6 +10,7 @@ import pickle
 import re
 import stat
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,13 +55,14 @@ def short_list(items: Sequence, limit: int = 5) -> str:
     return head + (f" … (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, device: str = "cpu", mmap: bool = False) -> dict[str, torch.Tensor]:
     """Read a flat ``{key: tensor}`` dict from one weights file.
 
     ``.safetensors``/``.sft`` via safetensors; ``.ckpt/.pth/.pt/.bin`` via
     ``torch.load(weights_only=True)``, unwrapping a top-level ``state_dict``, ``module`` or ``model_state_dict`` nesting.
     ``device="meta"`` reads only a safetensors header (shapes and dtypes, no data) — cheap for
-    inspecting large files; pickles are read in full either way.
+    inspecting large files; pickles are read in full unless ``mmap`` (then their tensors stay on disk
+    until used, for multi-GB files such as Hallo's ``net.pth``).
     """
     path = Path(path)
     expected = f"expected a weights file ({', '.join(WEIGHT_SUFFIXES)})"
@@ -76,7 +78,7 @@ def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
     if suffix in SAFETENSORS_SUFFIXES:
         state_dict = _read_safetensors(path, device)
     elif suffix in PICKLE_SUFFIXES:
-        state_dict = _read_pickle(path)
+        state_dict = _read_pickle(path, mmap)
     else:
         raise WeightsError(f"{path}: unknown extension {path.suffix!r}; {expected}")
     if not state_dict:
@@ -116,11 +118,11 @@ def _pickle_refusal(path: Path, err: Exception) -> WeightsError:
     return WeightsError(f"{path}: cannot be read as a torch checkpoint, truncated or corrupt? ({last})")
 
 
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+def _read_pickle(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
     try:
         with warnings.catch_warnings():  # torch's notice about pickle protocols: we refuse such files anyway
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         raise _pickle_refusal(path, err) from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:

@@ -56,8 +56,12 @@ def foreign_family(state_dict: dict[str, torch.Tensor]) -> str | None:
         return "an SDXL checkpoint"
     if _SD2_ATTN2 in state_dict and state_dict[_SD2_ATTN2].shape[-1] == 1024:
         return "an SD-2.x checkpoint"
+    from ..families import FAMILIES
     from .echomimic import describe_echomimic_file
 
+    hallo = FAMILIES["hallo"]
+    if hallo.looks_like(state_dict):
+        return f"{hallo.title}'s weights, which load as its whole release folder ({hallo.layout})"
     echomimic = describe_echomimic_file(state_dict)
     return f"{echomimic}, which loads with its whole release folder (models/emo/<name>/)" if echomimic else None
 
