@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Our EchoMimic support against EchoMimic's own code, tensor by tensor.
 
-    python bench/parity_echomimic.py RELEASE_DIR REFERENCE.safetensors [--tol 1e-4] [--threads N]
+    python bench/parity_echomimic.py RELEASE_DIR REFERENCE.safetensors [--tol 1e-4] [--threads N] [--vae-float64]
 
 RELEASE_DIR: an EchoMimic release (bench/echomimic_release.py makes random-weight ones), loaded
 through ``load_pipeline`` exactly as users' files are. REFERENCE: what bench/echomimic_reference.py
@@ -11,12 +11,17 @@ saved from EchoMimic's own modules on that release. Our code runs on the referen
 ``parity: NAME max_abs=X``, then ``parity_echomimic: worst=X compared=N``. Exit 1 when worst > tol.
 Stages follow what the reference holds: whisper features (a), the first denoiser call with its
 classifier-free-guidance pair (b), a multi-window generation (c). float32 on CPU.
+
+--vae-float64 also encodes the portrait with the release's VAE in float64 and prints how far each side's
+float32 reference latent is from it (``parity_note: b.ref_latents ...``): at 512x512 the VAE's own
+rounding decides ``b.ref_latents``, and this says whose.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import sys
 import time
@@ -40,7 +45,8 @@ class _FirstCallDone(Exception):
     """Stops the sampler after its first backbone call when the reference holds no generation."""
 
 
-def run_parity(release: str | Path, reference: str | Path, log=print) -> tuple[float, int, dict[str, float]]:
+def run_parity(release: str | Path, reference: str | Path, log=print,
+               vae_float64: bool = False) -> tuple[float, int, dict[str, float]]:
     """Compare; returns (worst max-abs difference, tensors compared, name -> max abs)."""
     with safe_open(str(reference), "pt") as f:
         ref = {k: f.get_tensor(k) for k in f.keys()}
@@ -103,6 +109,11 @@ def run_parity(release: str | Path, reference: str | Path, log=print) -> tuple[f
         del model.denoise
     if "b.noise_pred" in ref:
         compare("b.ref_latents", encoding.latent, ref["b.ref_latents"])
+        if vae_float64:
+            exact = float64_latent(pipeline, image)
+            log(f"parity_note: b.ref_latents against a float64 VAE encode: ours max_abs="
+                f"{(encoding.latent.double().cpu() - exact).abs().max():.3e}, EchoMimic's max_abs="
+                f"{(ref['b.ref_latents'].double() - exact).abs().max():.3e}")
         first = calls[0].transpose(1, 2)  # (v, f, 4, h, w) -> EchoMimic's (v, 4, f, h, w)
         compare("b.noise_pred", first, ref["b.noise_pred"])
         compare("b.noise_pred_cfg", settings.guidance.combine({"uncond": first[:1], "full": first[1:]}),
@@ -114,17 +125,25 @@ def run_parity(release: str | Path, reference: str | Path, log=print) -> tuple[f
     return max(results.values()), len(results), results
 
 
+def float64_latent(pipeline, image: torch.Tensor) -> torch.Tensor:
+    """The reference latent (1, 4, h, w) from a float64 copy of the pipeline's VAE (the loaded one is untouched)."""
+    vae = torch.nn.Module.to(copy.deepcopy(pipeline.vae), "cpu", torch.float64)  # no diffusers dtype warning
+    with torch.no_grad():
+        return vae.encode(image.double() * 2 - 1).latent_dist.mode() * vae.config.scaling_factor
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("release")
     ap.add_argument("reference")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--vae-float64", action="store_true", help="also compare both reference latents with a float64 VAE")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
-    worst, compared, _ = run_parity(args.release, args.reference)
+    worst, compared, _ = run_parity(args.release, args.reference, vae_float64=args.vae_float64)
     print(f"parity_echomimic: worst={worst:.3e} compared={compared} ({time.time() - start:.1f} s, "
           f"{torch.get_num_threads()} threads, float32 CPU)")
     return 0 if worst <= args.tol else 1

@@ -192,9 +192,14 @@ def test_fixture_matches_echomimic_own_outputs(tmp_path):
     fixture = _bench_module("echomimic_fixture")
     release = fixture.build_release(FIXTURE / "release.json", tmp_path / "release")
     parity = _bench_module("parity_echomimic")
-    worst, compared, results = parity.run_parity(release, FIXTURE / "reference.safetensors", log=lambda line: None)
+    lines = []
+    worst, compared, results = parity.run_parity(release, FIXTURE / "reference.safetensors", log=lines.append,
+                                                 vae_float64=True)
     assert {"a.whisper_features", "b.noise_pred_cfg", "c.step1.latents_after", "c.video"} <= set(results)
     assert compared >= 9 and worst <= 1e-4, results
+    note = [line for line in lines if line.startswith("parity_note: b.ref_latents")]  # both sides vs float64
+    ours, theirs = (float(x.rsplit("=", 1)[1]) for x in note[0].split(", "))
+    assert ours <= 1e-5 and theirs <= 1e-4, note
 
 
 def _bench_module(name: str):
