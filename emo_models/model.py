@@ -10,7 +10,10 @@
 
 The ReferenceNet runs once per video on the reference (:meth:`EMOModel.encode_reference`) and once per
 clip on the motion frames (:meth:`EMOModel.encode_motion`), at t = 0; a denoising step
-(:meth:`EMOModel.denoise`) only reads what they recorded.
+(:meth:`EMOModel.denoise`) only reads what they recorded. What the steps of one clip derive from those
+records alone (the reference's, motion frames' and audio tokens' key/value projections) is computed on
+the clip's first step and kept in a :class:`~emo_models.clip_cache.ClipCache` the caller holds
+(:meth:`EMOModel.clip_cache`), so later steps skip it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from diffusers.models.attention import BasicTransformerBlock
 from einops import rearrange, repeat
 from torch import nn
 
-from .audio import build_audio_projection, install_audio_attention_scale
+from .audio import build_audio_projection, install_audio_attention
+from .clip_cache import ClipCache
 from .config import EMOConfig
 from .face_locator import FaceLocator
 from .preset import CONDITIONS
@@ -103,7 +107,7 @@ class EMOModel(nn.Module):
         self._frames = 1
         self._motion_capture: dict[str, torch.Tensor] | None = None
         install_reference_attention(self.backbone, self.reference_net, self.bank)
-        install_audio_attention_scale(self.backbone, config.audio_attention_scale)
+        install_audio_attention(self.backbone, self.bank, config.audio_attention_scale)
         for motion_name, layer_name, _ in self.temporal.sites:
             self.backbone.get_submodule(layer_name).register_forward_hook(self._temporal_hook(motion_name))
             self.reference_net.get_submodule(layer_name).register_forward_hook(self._motion_capture_hook(motion_name))
@@ -117,7 +121,8 @@ class EMOModel(nn.Module):
                 return output
             sample = output[0] if isinstance(output, tuple) else output
             motion = None if cond.motion is None else cond.motion[motion_name]
-            sample = self.temporal.module(motion_name)(sample, self._frames, motion, cond.speed_tokens)
+            sample = self.temporal.module(motion_name)(sample, self._frames, motion, cond.speed_tokens,
+                                                       cache=self.bank.cache)
             return (sample, *output[1:]) if isinstance(output, tuple) else sample
 
         return hook
@@ -225,12 +230,22 @@ class EMOModel(nn.Module):
         return self.drop_conditions(cond.repeat(len(branches)), dropped)
 
     # ---- one denoising step -----------------------------------------------------------------------
+    def clip_cache(self, cond: ClipCondition) -> ClipCache:
+        """An empty per-clip cache for ``cond`` (the clip's guidance batch): pass it to every
+        :meth:`denoise` call of the clip; it fills on the first and makes the later ones skip the work
+        that is constant over the clip. Results equal uncached calls (float rounding aside)."""
+        return ClipCache(cond)
+
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor | float, cond: ClipCondition,
-                encoder_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+                encoder_hidden_states: torch.Tensor | None = None, cache: ClipCache | None = None) -> torch.Tensor:
         """Predict the noise of a clip. latents: (v, f, 4, h, w); timestep: scalar or (v,) -> (v, f, 4, h, w).
 
         With ``emo_layers=False`` the backbone is a plain UNet fed ``encoder_hidden_states`` (v·f, S, D).
+        cache: this clip's :meth:`clip_cache` (None: compute everything, as training does).
         """
+        if cache is not None and cache.condition is not cond:
+            raise ValueError("cache: built for another condition; build one per clip with "
+                             "EMOModel.clip_cache(cond) and pass it with that same cond")
         v, f = latents.shape[:2]
         x = rearrange(latents, "v f c h w -> (v f) c h w")
         t = torch.as_tensor(timestep, device=latents.device)
@@ -244,6 +259,7 @@ class EMOModel(nn.Module):
             context = x.new_zeros(v * f, self.config.audio_token_count, self.config.cross_attention_dim)
         self._condition, self._frames = cond, f
         self.bank.reference, self.bank.frames, self.bank.use_reference = cond.reference, f, cond.use_reference
+        self.bank.cache = cache
         try:
             out = self.backbone(x, t, encoder_hidden_states=context, return_dict=False)[0]
         finally:
