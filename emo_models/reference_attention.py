@@ -104,20 +104,19 @@ class ReferenceAttnProcessor(AttnProcessor2_0):
         first step, for the videos that attend to the reference only)."""
         bank, f = self.bank, self.bank.frames
         reference = bank.reference[self.name]
-        use = (torch.ones(reference.shape[0], dtype=torch.bool) if bank.use_reference is None
-               else bank.use_reference.bool().cpu())
         if reference.shape[0] * f != hidden_states.shape[0]:
             raise RuntimeError(
                 f"reference-attention {self.name}: {reference.shape[0]} reference rows for "
                 f"{hidden_states.shape[0]} frames; the reference batch must match the videos being denoised"
             )
+        use = None if bank.use_reference is None else bank.use_reference.bool().cpu()  # None: every video
         ref_keys, ref_values = bank.cache.memo(attn, "reference", lambda: project_keys_values(
-            attn, reference[use.to(reference.device)].to(hidden_states.dtype)))
+            attn, (reference if use is None else reference[use.to(reference.device)]).to(hidden_states.dtype)))
         q, k, v = (split_heads(attn, p(hidden_states)) for p in (attn.to_q, attn.to_k, attn.to_v))
-        rows = repeat(use, "v -> (v f)", f=f).to(q.device)
         with_ref = lambda x, ref: torch.cat([x, repeat(ref, "v h n d -> (v f) h n d", f=f)], dim=2)  # noqa: E731
-        if bool(use.all()):
+        if use is None or bool(use.all()):
             return attention_output(attn, q, with_ref(k, ref_keys), with_ref(v, ref_values))
+        rows = repeat(use, "v -> (v f)", f=f).to(q.device)
         out = torch.empty_like(hidden_states)
         if bool(use.any()):
             out[rows] = attention_output(attn, q[rows], with_ref(k[rows], ref_keys), with_ref(v[rows], ref_values))
