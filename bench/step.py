@@ -120,7 +120,7 @@ def time_step(model, latents, cond, device, repeats: int, warmup: int, cached: b
     """(seconds per step, GFLOP per step, GFLOP by op) of a clip's later steps (the cache, if used, filled
     by the first one, which is timed and printed here)."""
     t = torch.tensor(500, device=device)
-    cache = model.clip_cache(cond) if cached else None
+    cache = model.clip_cache() if cached else None
     step = lambda: model.denoise(latents, t, cond, cache=cache)  # noqa: E731
     if cached:
         seconds, gflop, _ = timed(step, device)

@@ -149,7 +149,8 @@ class AudioAttnProcessor(AttnProcessor2_0):
         if cache is None or encoder_hidden_states is None or attention_mask is not None:
             out = super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
         else:
-            keys, values = cache.memo(attn, "context", lambda: project_keys_values(attn, encoder_hidden_states))
+            keys, values = cache.memo(attn, "context", (encoder_hidden_states,),
+                                      lambda: project_keys_values(attn, encoder_hidden_states))
             out = attention_output(attn, split_heads(attn, attn.to_q(hidden_states)), keys, values)
         return out if self.scale == 1.0 else out * self.scale
 

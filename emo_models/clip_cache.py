@@ -2,13 +2,16 @@
 
 Every denoising step of a clip reads the same reference tokens, motion-frame features and audio tokens,
 so their key/value projections (and anything else a module derives from them alone) are the same at
-every step. A :class:`ClipCache` is built once per clip for that clip's condition batch
-(:meth:`~emo_models.model.EMOModel.clip_cache`) and handed to each
-:meth:`~emo_models.model.EMOModel.denoise` call of the clip; a module or attention processor asks it
-for such a value with :meth:`ClipCache.memo` (computed on the first step, read on every later one).
+every step. A :class:`ClipCache` (:meth:`~emo_models.model.EMOModel.clip_cache`) is handed to each
+:meth:`~emo_models.model.EMOModel.denoise` call of a clip; a module or attention processor asks it for
+such a value with :meth:`ClipCache.memo`, naming the tensors the value derives from: it is computed on
+the first request and read while later requests name the same tensors (the same objects), recomputed
+when they name others. So one cache may serve the steps of a clip, or all the windows and steps of the
+``context_windows`` sampler (the reference is the same object in every window, the audio tokens are
+not), and a cache handed over with other inputs can only cost time, never give other numbers.
 The cache lives with the caller, not in the model: when the clip is done it is dropped and the model
 holds nothing of it. Any model family's module uses it the same way:
-``keys, values = cache.memo(attn, "context", lambda: project_keys_values(attn, context))``.
+``keys, values = cache.memo(attn, "context", (context,), lambda: project_keys_values(attn, context))``.
 """
 
 from __future__ import annotations
@@ -23,24 +26,34 @@ from einops import rearrange
 
 
 class ClipCache:
-    """Per-clip values keyed by (module, kind), for the one condition batch it was built for.
+    """Values keyed by (module, kind), each kept with the inputs it was computed from.
 
-    condition: the :class:`~emo_models.model.ClipCondition` the values derive from (denoise refuses a
-    cache built for another one). computed: how many values were computed so far (tests count them).
+    computed: how many values were computed so far (tests count them).
     """
 
-    def __init__(self, condition: Any):
-        self.condition = condition
+    def __init__(self):
         self.computed = 0
-        self._values: dict[tuple[torch.nn.Module, str], Any] = {}
+        self._values: dict[tuple[torch.nn.Module, str], tuple[tuple, Any]] = {}
 
-    def memo(self, owner: torch.nn.Module, kind: str, compute: Callable[[], Any]) -> Any:
-        """``owner``'s value ``kind`` for this clip: ``compute()`` on the first request, the stored result after."""
+    def memo(self, owner: torch.nn.Module, kind: str, inputs: tuple, compute: Callable[[], Any]) -> Any:
+        """``owner``'s value ``kind`` of ``inputs``: ``compute()`` unless the stored value was computed from
+        the same inputs (tensors: the same objects; anything else: equal), which is then returned.
+
+        The stored inputs are kept alive with the value, so an object id is never reused meanwhile;
+        a tensor changed in place after the first request is not noticed (conditions are not changed).
+        """
         key = (owner, kind)  # modules hash by identity
-        if key not in self._values:
-            self._values[key] = compute()
+        stored = self._values.get(key)
+        if stored is None or not _same_inputs(stored[0], inputs):
+            self._values[key] = (inputs, compute())
             self.computed += 1
-        return self._values[key]
+        return self._values[key][1]
+
+
+def _same_inputs(a: tuple, b: tuple) -> bool:
+    """Tensors the same objects, anything else equal, position by position."""
+    return len(a) == len(b) and all(
+        x is y if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor) else x == y for x, y in zip(a, b))
 
 
 def split_heads(attn: Attention, x: torch.Tensor) -> torch.Tensor:

@@ -230,22 +230,20 @@ class EMOModel(nn.Module):
         return self.drop_conditions(cond.repeat(len(branches)), dropped)
 
     # ---- one denoising step -----------------------------------------------------------------------
-    def clip_cache(self, cond: ClipCondition) -> ClipCache:
-        """An empty per-clip cache for ``cond`` (the clip's guidance batch): pass it to every
-        :meth:`denoise` call of the clip; it fills on the first and makes the later ones skip the work
-        that is constant over the clip. Results equal uncached calls (float rounding aside)."""
-        return ClipCache(cond)
+    def clip_cache(self) -> ClipCache:
+        """An empty per-clip cache: pass it to every :meth:`denoise` call of a clip; it fills on the first
+        and makes the later ones skip the work that is constant over the clip (what derives from the
+        same condition tensors). Results equal uncached calls (float rounding aside)."""
+        return ClipCache()
 
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor | float, cond: ClipCondition,
                 encoder_hidden_states: torch.Tensor | None = None, cache: ClipCache | None = None) -> torch.Tensor:
         """Predict the noise of a clip. latents: (v, f, 4, h, w); timestep: scalar or (v,) -> (v, f, 4, h, w).
 
         With ``emo_layers=False`` the backbone is a plain UNet fed ``encoder_hidden_states`` (v·f, S, D).
-        cache: this clip's :meth:`clip_cache` (None: compute everything, as training does).
+        cache: this clip's :meth:`clip_cache` (None: compute everything, as training does); pass the
+        same ``cond`` (or one sharing its tensors) at every step for the cache to save work.
         """
-        if cache is not None and cache.condition is not cond:
-            raise ValueError("cache: built for another condition; build one per clip with "
-                             "EMOModel.clip_cache(cond) and pass it with that same cond")
         v, f = latents.shape[:2]
         x = rearrange(latents, "v f c h w -> (v f) c h w")
         t = torch.as_tensor(timestep, device=latents.device)
@@ -253,10 +251,9 @@ class EMOModel(nn.Module):
         if not self.emo_layers:
             out = self.backbone(x, t, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
             return rearrange(out, "(v f) c h w -> v f c h w", f=f)
-        if cond.audio_tokens is not None:
-            context = rearrange(cond.audio_tokens.to(x.dtype), "v f k d -> (v f) k d")
-        else:
-            context = x.new_zeros(v * f, self.config.audio_token_count, self.config.cross_attention_dim)
+        context = self._audio_context(cond.audio_tokens, v * f, x) if cache is None else cache.memo(
+            self, "audio context", (cond.audio_tokens, v * f, x.dtype, x.device),
+            lambda: self._audio_context(cond.audio_tokens, v * f, x))
         self._condition, self._frames = cond, f
         self.bank.reference, self.bank.frames, self.bank.use_reference = cond.reference, f, cond.use_reference
         self.bank.cache = cache
@@ -266,6 +263,12 @@ class EMOModel(nn.Module):
             self._condition, self._frames = None, 1
             self.bank.clear()
         return rearrange(out, "(v f) c h w -> v f c h w", f=f)
+
+    def _audio_context(self, audio_tokens: torch.Tensor | None, rows: int, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's cross-attention context: audio tokens (v, f, K, D) or None (zeros) -> (v·f, K, D)."""
+        if audio_tokens is None:
+            return x.new_zeros(rows, self.config.audio_token_count, self.config.cross_attention_dim)
+        return rearrange(audio_tokens.to(x.dtype), "v f k d -> (v f) k d")
 
     def forward(self, latents, timestep, reference_latents, audio_windows=None, speed=None, face_mask=None,
                 motion_latents=None, temporal: bool = True) -> torch.Tensor:

@@ -110,7 +110,8 @@ class ReferenceAttnProcessor(AttnProcessor2_0):
                 f"{hidden_states.shape[0]} frames; the reference batch must match the videos being denoised"
             )
         use = None if bank.use_reference is None else bank.use_reference.bool().cpu()  # None: every video
-        ref_keys, ref_values = bank.cache.memo(attn, "reference", lambda: project_keys_values(
+        sources = (reference, bank.use_reference, hidden_states.dtype)
+        ref_keys, ref_values = bank.cache.memo(attn, "reference", sources, lambda: project_keys_values(
             attn, (reference if use is None else reference[use.to(reference.device)]).to(hidden_states.dtype)))
         q, k, v = (split_heads(attn, p(hidden_states)) for p in (attn.to_q, attn.to_k, attn.to_v))
         with_ref = lambda x, ref: torch.cat([x, repeat(ref, "v h n d -> (v f) h n d", f=f)], dim=2)  # noqa: E731

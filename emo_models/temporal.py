@@ -231,7 +231,8 @@ class TemporalModule(nn.Module):
             return self.temporal_transformer(x, frames, speed)
         if cache is not None:
             transformer = self.temporal_transformer
-            context = cache.memo(self, "motion", lambda: transformer.motion_context(motion.to(x.dtype)))
+            context = cache.memo(self, "motion", (motion, x.dtype),
+                                 lambda: transformer.motion_context(motion.to(x.dtype)))
             return transformer.forward_after_motion(x, frames, context, speed)
         n = motion.shape[1]
         video = rearrange(x, "(b f) c h w -> b f c h w", f=frames)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from emo_models.face_region import box_mask
 from emo_models.guidance import Guidance
 from emo_models.model import ClipCondition
+from emo_models.render import RenderSettings, render_clips
 from tests.conftest import build_tiny_pipeline
 
 GUIDANCE = {"1 pass": Guidance(1.0), "2 passes (default)": Guidance(3.5), "3 passes": Guidance(1.0, 2.0, 3.5)}
 TIMESTEPS = (901, 501, 101)
+MASK = box_mask((16, 16, 48, 48), 64, 64)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,13 @@ def clip_batch(model, guidance: Guidance, seed: int = 0) -> ClipCondition:
         return model.guidance_batch(cond, [d for _, d in guidance.branches(cfg.generation.uncond_drops)])
 
 
+def encode(pipeline, frames: int):
+    """(reference, audio) of a random portrait and ``frames`` frames of random audio."""
+    g = torch.Generator().manual_seed(4)
+    audio = pipeline.encode_audio(0.1 * torch.randn(16000, generator=g).numpy(), 16000)
+    return pipeline.encode_reference(torch.rand(1, 3, 64, 64, generator=g)), audio.span(0, frames)
+
+
 def noisy_latents(model, videos: int, seed: int = 5) -> torch.Tensor:
     cfg = model.config
     h = cfg.height // cfg.vae_scale
@@ -45,7 +55,7 @@ def noisy_latents(model, videos: int, seed: int = 5) -> torch.Tensor:
 def test_cached_steps_equal_plain_steps_within_1e5(model, label):
     batch = clip_batch(model, GUIDANCE[label])
     latents = noisy_latents(model, batch.audio_tokens.shape[0])
-    cache = model.clip_cache(batch)
+    cache = model.clip_cache()
     with torch.no_grad():
         for t in TIMESTEPS:
             plain = model.denoise(latents, t, batch)
@@ -62,7 +72,7 @@ def test_zero_motion_frames_and_no_audio_take_the_cached_path_too(model):
                              motion=model.zero_motion(1, h, h))
         batch = model.guidance_batch(cond, [frozenset({"reference", "audio"}), frozenset()])
         latents = noisy_latents(model, 2)
-        cache = model.clip_cache(batch)
+        cache = model.clip_cache()
         for t in TIMESTEPS[:2]:
             assert (model.denoise(latents, t, batch, cache=cache) - model.denoise(latents, t, batch)).abs().max() <= 1e-5
 
@@ -85,7 +95,7 @@ def test_reference_motion_and_audio_projections_run_once_per_clip_not_per_step()
     first_keys, second_keys = (count_rows(a.to_k) for a in temporal.attention_blocks)
     batch = clip_batch(model, GUIDANCE["2 passes (default)"])  # uncond (no reference, no audio) + full
     latents = noisy_latents(model, 2)
-    cache = model.clip_cache(batch)
+    cache = model.clip_cache()
     with torch.no_grad():
         model.denoise(latents, TIMESTEPS[0], batch, cache=cache)
         computed_by_first_step = cache.computed
@@ -109,7 +119,7 @@ def test_the_model_holds_nothing_of_a_clip_after_cached_steps(model):
     latents = noisy_latents(model, 3)
     with torch.no_grad():
         plain_before = model.denoise(latents, 501, batch)
-        cache = model.clip_cache(batch)
+        cache = model.clip_cache()
         model.denoise(latents, 901, batch, cache=cache)
         with pytest.raises(RuntimeError):  # a failed step leaves nothing behind either
             model.denoise(latents[:, :1], 501, batch, cache=cache)
@@ -121,7 +131,54 @@ def test_the_model_holds_nothing_of_a_clip_after_cached_steps(model):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_a_cache_built_for_another_clip_is_refused_by_name(model):
+def test_a_cache_handed_another_clips_condition_recomputes_and_gives_that_clips_numbers(model):
     batch, other = clip_batch(model, GUIDANCE["1 pass"]), clip_batch(model, GUIDANCE["1 pass"], seed=3)
-    with pytest.raises(ValueError, match="cache: built for another condition"):
-        model.denoise(noisy_latents(model, 1), 501, batch, cache=model.clip_cache(other))
+    latents = noisy_latents(model, 1)
+    cache = model.clip_cache()
+    with torch.no_grad():
+        model.denoise(latents, 501, other, cache=cache)
+        filled = cache.computed
+        cached = model.denoise(latents, 501, batch, cache=cache)
+        assert (cached - model.denoise(latents, 501, batch)).abs().max().item() <= 1e-5
+    assert cache.computed == 2 * filled  # every value derived from the other clip was computed anew
+
+
+def render_frames(pipeline, encoded, settings, cached: bool, monkeypatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latents, frames) of a whole render through the render path, with or without the clip cache."""
+    if not cached:
+        monkeypatch.setattr(type(pipeline.model), "clip_cache", lambda self: None)
+    try:
+        clips = list(render_clips(pipeline, *encoded, MASK, settings))
+    finally:
+        monkeypatch.undo()
+    return torch.cat([c.latents for c in clips]), torch.cat([c.frames for c in clips])
+
+
+SAMPLERS = {"motion frames, 3 clips": dict(sampler="motion_frames"),
+            "context windows, 4 windows a step": dict(sampler="context_windows", context_overlap=1)}
+
+
+@pytest.mark.parametrize("label", list(SAMPLERS))
+def test_a_cached_render_equals_the_plain_render_within_1e5(label, monkeypatch):
+    pipeline = build_tiny_pipeline(seed=1)
+    encoded = encode(pipeline, frames=10)
+    settings = RenderSettings.from_config(pipeline.config, steps=3, **SAMPLERS[label])
+    plain_latents, plain_frames = render_frames(pipeline, encoded, settings, False, monkeypatch)
+    latents, frames = render_frames(pipeline, encoded, settings, True, monkeypatch)
+    assert latents.shape[0] == frames.shape[0] == 10
+    assert (latents - plain_latents).abs().max().item() <= 1e-5
+    assert (frames - plain_frames).abs().max().item() <= 1e-5
+
+
+def test_context_windows_project_the_reference_once_per_video_not_per_window():
+    pipeline = build_tiny_pipeline(seed=1)
+    model, cfg = pipeline.model, pipeline.config
+    hw, f = (cfg.height // cfg.vae_scale) ** 2, cfg.frames_per_clip
+    keys = count_rows(model.backbone.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k"))
+    settings = RenderSettings.from_config(cfg, steps=3, sampler="context_windows", context_overlap=1)
+    list(render_clips(pipeline, *encode(pipeline, frames=10), MASK, settings))
+    windows, passes = 4 * 3, settings.passes  # 10 frames in windows of 4 starting 0, 3, 6, 9; 3 steps
+    # every window: its passes' own frame tokens; the reference's tokens once for the video, for the
+    # one branch that sees it (unconditional + full guidance)
+    assert passes == 2 and sum(keys) == windows * passes * f * hw + hw
+    assert keys[:2] == [hw, passes * f * hw] and set(keys[2:]) == {passes * f * hw}  # the reference first
