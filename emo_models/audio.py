@@ -20,7 +20,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange
 from torch import nn
 
-from .clip_cache import attention_output, project_keys_values, split_heads
+from .clip_cache import constant_rows, cross_attention, project_keys_values
 from .config import EMOConfig
 
 
@@ -131,7 +131,9 @@ class RawAudioTokens(nn.Module):
 
 class AudioAttnProcessor(AttnProcessor2_0):
     """Audio-attention (the backbone's ``attn2``): its output multiplied by ``scale``, and with the clip's
-    cache its keys/values of the audio tokens projected on the clip's first step only.
+    cache its keys/values of the audio tokens projected on the clip's first step only, and the output of
+    frames whose audio tokens are all equal (a guidance branch without audio: zero tokens), which does
+    not depend on the frame, computed then too.
 
     hidden: (b·f, hw, c); audio tokens: (b·f, K, D) -> scale · attention (b·f, hw, c). ``holder.cache``
     is the :class:`~emo_models.clip_cache.ClipCache` of the denoise call in progress (set by the model);
@@ -151,7 +153,9 @@ class AudioAttnProcessor(AttnProcessor2_0):
         else:
             keys, values = cache.memo(attn, "context", (encoder_hidden_states,),
                                       lambda: project_keys_values(attn, encoder_hidden_states))
-            out = attention_output(attn, split_heads(attn, attn.to_q(hidden_states)), keys, values)
+            constant = cache.memo(attn, "constant rows", (encoder_hidden_states,),
+                                  lambda: constant_rows(attn, encoder_hidden_states, values))
+            out = cross_attention(attn, hidden_states, keys, values, constant)
         return out if self.scale == 1.0 else out * self.scale
 
 

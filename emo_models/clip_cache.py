@@ -73,3 +73,33 @@ def attention_output(attn: Attention, queries: torch.Tensor, keys: torch.Tensor,
     """
     out = F.scaled_dot_product_attention(queries, keys, values)
     return attn.to_out[1](attn.to_out[0](rearrange(out, "b h n d -> b n (h d)")))
+
+
+def constant_rows(attn: Attention, context: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The rows whose context tokens are all equal (a dropped condition's zero tokens) and their attention
+    output, which is the same whatever the queries: equal keys give equal weights, and the weighted mean
+    of equal values is that value.
+
+    context: (b, m, c); values: ``attn``'s values of it (b, heads, m, d)
+    -> (rows (b,) bool, their output (r, 1, heads·d after to_out)), or None when there are none.
+    """
+    rows = (context == context[:, :1]).flatten(1).all(dim=1)
+    if not bool(rows.any()):
+        return None
+    value = rearrange(values[rows][:, :, :1], "b h n d -> b n (h d)")
+    return rows, attn.to_out[1](attn.to_out[0](value))
+
+
+def cross_attention(attn: Attention, hidden: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                    constant: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """``attn`` over projected context keys/values, the rows in ``constant`` (:func:`constant_rows`) given
+    their output without computing it. hidden: (b, n, c); keys, values: (b, heads, m, d) -> (b, n, c_out)."""
+    if constant is None:
+        return attention_output(attn, split_heads(attn, attn.to_q(hidden)), keys, values)
+    rows, output = constant
+    out = hidden.new_empty(*hidden.shape[:2], output.shape[-1])
+    out[rows] = output.to(hidden.dtype)
+    live = ~rows
+    if bool(live.any()):
+        out[live] = attention_output(attn, split_heads(attn, attn.to_q(hidden[live])), keys[live], values[live])
+    return out

@@ -245,6 +245,9 @@ class EMOModel(nn.Module):
         same ``cond`` (or one sharing its tensors) at every step for the cache to save work.
         """
         v, f = latents.shape[:2]
+        if cond.audio_tokens is not None and tuple(cond.audio_tokens.shape[:2]) != (v, f):
+            raise ValueError(f"cond.audio_tokens: {' videos x '.join(map(str, cond.audio_tokens.shape[:2]))} frames "
+                             f"for latents of {v} x {f}; give the condition of the videos and frames being denoised")
         x = rearrange(latents, "v f c h w -> (v f) c h w")
         t = torch.as_tensor(timestep, device=latents.device)
         t = repeat(t.reshape(-1).expand(v), "v -> (v f)", f=f)

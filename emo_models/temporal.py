@@ -89,7 +89,7 @@ class SpeedAttention(nn.Module):
     """Cross-attention from each frame's tokens to that frame's speed tokens.
 
     hidden: (b, hw, f, c); speed: (b, f, k, c_speed) -> (b, hw, f, c). Keys and values are computed
-    once per frame, not once per pixel, so memory stays O(b·hw·f·k).
+    once per frame, not once per pixel, so memory stays O(b·hw·f·k); with the clip's ``cache`` once per clip.
     """
 
     def __init__(self, dim: int, speed_dim: int, heads: int):
@@ -102,19 +102,24 @@ class SpeedAttention(nn.Module):
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
 
-    def forward(self, hidden: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, speed: torch.Tensor, cache=None) -> torch.Tensor:
         b = hidden.shape[0]
         q = rearrange(self.to_q(hidden), "b n f (h d) -> (b f) h n d", h=self.heads)
-        k = rearrange(self.to_k(speed), "b f k (h d) -> (b f) h k d", h=self.heads)
-        v = rearrange(self.to_v(speed), "b f k (h d) -> (b f) h k d", h=self.heads)
+        k, v = self.keys_values(speed) if cache is None else cache.memo(
+            self, "speed", (speed,), lambda: self.keys_values(speed))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(rearrange(out, "(b f) h n d -> b n f (h d)", b=b))
+
+    def keys_values(self, speed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """speed: (b, f, k, c_speed) -> keys, values ((b·f), heads, k, d)."""
+        return tuple(rearrange(p(speed), "b f k (h d) -> (b f) h k d", h=self.heads) for p in (self.to_k, self.to_v))
 
 
 class TemporalTransformerBlock(nn.Module):
     """Two temporal self-attentions, speed cross-attention, feed-forward; pre-norm, residual.
 
-    hidden: (b, hw, f, c); speed: (b, f, k, c_speed) or None -> (b, hw, f, c)
+    hidden: (b, hw, f, c); speed: (b, f, k, c_speed) or None -> (b, hw, f, c); cache: the clip's
+    :class:`~emo_models.clip_cache.ClipCache` or None.
     """
 
     def __init__(self, dim: int, heads: int, max_frames: int, speed_dim: int):
@@ -126,14 +131,14 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, activation_fn="geglu")
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, hidden: torch.Tensor, speed: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, speed: torch.Tensor | None, cache=None) -> torch.Tensor:
         b, n = hidden.shape[:2]
         for attention, norm in zip(self.attention_blocks, self.norms):
             frames_as_sequence = rearrange(norm(hidden), "b n f c -> (b n) f c")
             hidden = hidden + rearrange(attention(frames_as_sequence), "(b n) f c -> b n f c", b=b)
-        return self._speed_and_feed_forward(hidden, speed)
+        return self._speed_and_feed_forward(hidden, speed, cache)
 
-    def forward_after_motion(self, clip: torch.Tensor, context: MotionContext, speed: torch.Tensor | None):
+    def forward_after_motion(self, clip: torch.Tensor, context: MotionContext, speed: torch.Tensor | None, cache=None):
         """:meth:`forward` over [motion rows ; clip rows] with the motion rows sliced off, computing of
         the motion rows only what the clip's rows read: their keys/values in each attention, and their
         queries in all but the last. The first attention's motion-row inputs come from ``context``.
@@ -154,11 +159,11 @@ class TemporalTransformerBlock(nn.Module):
                 rows_in = attention.positioned(norm(hidden))
                 q, k, v = attention.to_q(rows_in[:, :, skip:]), attention.to_k(rows_in), attention.to_v(rows_in)
             hidden = hidden[:, :, skip:] + attention.attend(q, k, v)
-        return self._speed_and_feed_forward(hidden, speed)
+        return self._speed_and_feed_forward(hidden, speed, cache)
 
-    def _speed_and_feed_forward(self, hidden: torch.Tensor, speed: torch.Tensor | None) -> torch.Tensor:
+    def _speed_and_feed_forward(self, hidden: torch.Tensor, speed: torch.Tensor | None, cache) -> torch.Tensor:
         if speed is not None:
-            hidden = hidden + self.speed_attention(self.speed_norm(hidden), speed)
+            hidden = hidden + self.speed_attention(self.speed_norm(hidden), speed, cache)
         return hidden + self.ff(self.ff_norm(hidden))
 
 
@@ -177,10 +182,10 @@ class TemporalTransformer(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor, frames: int, speed: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, speed: torch.Tensor | None, cache=None) -> torch.Tensor:
         hidden = self._project_in(x, frames)
         for block in self.transformer_blocks:
-            hidden = block(hidden, speed)
+            hidden = block(hidden, speed, cache)
         return self._project_out(x, hidden)
 
     def motion_context(self, motion: torch.Tensor) -> MotionContext:
@@ -195,12 +200,12 @@ class TemporalTransformer(nn.Module):
         return MotionContext(hidden, attention.to_q(rows_in), attention.to_k(rows_in), attention.to_v(rows_in))
 
     def forward_after_motion(self, x: torch.Tensor, frames: int, context: MotionContext,
-                             speed: torch.Tensor | None) -> torch.Tensor:
+                             speed: torch.Tensor | None, cache=None) -> torch.Tensor:
         """The clip rows of :meth:`forward` over [motion frames ; clip], the motion frames given as their
         :class:`MotionContext`. x: (b·f, c, h, w); speed: (b, f, k, c_s) or None -> (b·f, c, h, w)."""
         if len(self.transformer_blocks) != 1:
             raise NotImplementedError("motion context with more than one temporal transformer block per module")
-        hidden = self.transformer_blocks[0].forward_after_motion(self._project_in(x, frames), context, speed)
+        hidden = self.transformer_blocks[0].forward_after_motion(self._project_in(x, frames), context, speed, cache)
         return self._project_out(x, hidden)
 
     def _project_in(self, x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -228,12 +233,12 @@ class TemporalModule(nn.Module):
     def forward(self, x, frames: int, motion: torch.Tensor | None = None, speed: torch.Tensor | None = None,
                 cache=None):
         if motion is None:
-            return self.temporal_transformer(x, frames, speed)
+            return self.temporal_transformer(x, frames, speed, cache)
         if cache is not None:
             transformer = self.temporal_transformer
             context = cache.memo(self, "motion", (motion, x.dtype),
                                  lambda: transformer.motion_context(motion.to(x.dtype)))
-            return transformer.forward_after_motion(x, frames, context, speed)
+            return transformer.forward_after_motion(x, frames, context, speed, cache)
         n = motion.shape[1]
         video = rearrange(x, "(b f) c h w -> b f c h w", f=frames)
         video = torch.cat([motion.to(x.dtype), video], dim=1)

@@ -84,29 +84,33 @@ def count_rows(linear: torch.nn.Module) -> list[int]:
     return rows
 
 
-def test_reference_motion_and_audio_projections_run_once_per_clip_not_per_step():
+def test_reference_motion_audio_and_speed_projections_run_once_per_clip_not_per_step():
     model = build_tiny_pipeline(seed=1).model.eval()
     cfg = model.config
     f, n = cfg.frames_per_clip, cfg.motion_frames
     hw = (cfg.height // cfg.vae_scale) ** 2  # tokens per frame at the first block's resolution
     reference_keys = count_rows(model.backbone.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k"))
-    audio_keys = count_rows(model.backbone.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"))
+    audio_keys, audio_queries = (count_rows(model.backbone.get_submodule(
+        f"down_blocks.0.attentions.0.transformer_blocks.0.attn2.{name}")) for name in ("to_k", "to_q"))
     temporal = model.temporal.module("down_blocks.0.motion_modules.0").temporal_transformer.transformer_blocks[0]
     first_keys, second_keys = (count_rows(a.to_k) for a in temporal.attention_blocks)
+    speed_keys = count_rows(temporal.speed_attention.to_k)
     batch = clip_batch(model, GUIDANCE["2 passes (default)"])  # uncond (no reference, no audio) + full
     latents = noisy_latents(model, 2)
     cache = model.clip_cache()
     with torch.no_grad():
         model.denoise(latents, TIMESTEPS[0], batch, cache=cache)
         computed_by_first_step = cache.computed
-        del reference_keys[:], audio_keys[:], first_keys[:], second_keys[:]
+        del reference_keys[:], audio_keys[:], audio_queries[:], first_keys[:], second_keys[:], speed_keys[:]
         for t in TIMESTEPS[1:]:
             model.denoise(latents, t, batch, cache=cache)
     assert computed_by_first_step > 0 and cache.computed == computed_by_first_step
     steps = len(TIMESTEPS) - 1
     # per step: the 2·f frames' own tokens only; the full branch's reference tokens were projected on step 1
     assert reference_keys == [2 * f * hw] * steps
-    assert audio_keys == []  # the audio tokens' keys: step 1 only
+    assert audio_keys == [] and speed_keys == []  # the audio and speed tokens' keys: step 1 only
+    # the unconditional branch's audio tokens are all zeros: its audio-attention output is one constant
+    assert audio_queries == [f * hw] * steps
     # the first temporal attention projects only the clip's frames; the second also the motion frames'
     # rows (they depend on this step), whose own queries, feed-forward and output are never computed
     assert first_keys == [2 * hw * f] * steps
@@ -121,7 +125,16 @@ def test_the_model_holds_nothing_of_a_clip_after_cached_steps(model):
         plain_before = model.denoise(latents, 501, batch)
         cache = model.clip_cache()
         model.denoise(latents, 901, batch, cache=cache)
-        with pytest.raises(RuntimeError):  # a failed step leaves nothing behind either
+        def fail(*_):
+            raise RuntimeError("cancelled mid-step")
+
+        hook = model.backbone.up_blocks[-1].register_forward_hook(fail)  # after the cached values were used
+        try:
+            with pytest.raises(RuntimeError, match="cancelled mid-step"):  # a failed step leaves nothing behind
+                model.denoise(latents, 501, batch, cache=cache)
+        finally:
+            hook.remove()
+        with pytest.raises(ValueError, match=r"cond.audio_tokens: 3 videos x 4 frames for latents of 3 x 1"):
             model.denoise(latents[:, :1], 501, batch, cache=cache)
         assert model.bank.cache is None and model.bank.reference is None and model._condition is None
         for processor in model.backbone.attn_processors.values():
