@@ -100,10 +100,11 @@ def build_condition(model: EMOModel, guidance: Guidance, frames: int, h: int, w:
         return model.guidance_batch(cond, [drops for _, drops in guidance.branches(cfg.generation.uncond_drops)])
 
 
-def timed(run, device, repeats: int = 1) -> tuple[float, float, dict]:
-    """(seconds per run, GFLOP per run, GFLOP per run by op) of ``run()``. FLOPs are counted during the
-    timed runs: the counter only tallies each op's shape, well under 1% next to ops of this size."""
-    counter = FlopCounterMode(display=False, depth=1)
+def timed(run, device, repeats: int = 1) -> tuple[float, float, dict, dict]:
+    """(seconds per run, GFLOP per run, GFLOP per run by op, GFLOP per run by part (:func:`parts`)) of
+    ``run()``. FLOPs are counted during the timed runs: the counter only tallies each op's shape, well
+    under 1% next to ops of this size."""
+    counter = FlopCounterMode(display=False, depth=None)
     with torch.no_grad():
         sync(device)
         start = time.perf_counter()
@@ -112,18 +113,39 @@ def timed(run, device, repeats: int = 1) -> tuple[float, float, dict]:
                 run()
             sync(device)
         seconds = (time.perf_counter() - start) / repeats
-    by_op = {str(op).split(".")[-1]: n / 1e9 / repeats for op, n in counter.get_flop_counts()["Global"].items()}
-    return seconds, counter.get_total_flops() / 1e9 / repeats, by_op
+    counts = counter.get_flop_counts()
+    by_op = {str(op).split(".")[-1]: n / 1e9 / repeats for op, n in counts["Global"].items()}
+    by_part = {k: n / 1e9 / repeats for k, n in parts(counts).items()}
+    return seconds, counter.get_total_flops() / 1e9 / repeats, by_op, by_part
 
 
-def time_step(model, latents, cond, device, repeats: int, warmup: int, cached: bool) -> tuple[float, float, dict]:
-    """(seconds per step, GFLOP per step, GFLOP by op) of a clip's later steps (the cache, if used, filled
+ATTENTION_OPS = ("bmm", "scaled_dot_product")  # attention's own matmuls (math or fused kernel), not projections
+
+
+def parts(counts: dict) -> dict[str, float]:
+    """FLOPs of a step by part of the model, from a depth-unlimited FlopCounterMode's counts (module path ->
+    op -> FLOPs; a module's count includes its children's): the temporal modules; the attention matmuls of
+    the backbone's self-/reference-attention (their keys include the reference's tokens); audio-attention
+    (``attn2``) whole; the rest of the backbone: the SD-1.5 layers (ResNets, projections, feed-forwards...)."""
+    def flops(on_path, of_op=lambda op: True) -> int:
+        return sum(n for path, ops in counts.items() if on_path(path) for op, n in ops.items() if of_op(str(op)))
+
+    temporal = flops(lambda path: path == "TemporalModule")
+    scores = flops(lambda path: path.endswith(".attn1"), lambda op: any(a in op for a in ATTENTION_OPS))
+    audio = flops(lambda path: path.endswith(".attn2"))
+    rest = sum(counts["Global"].values()) - temporal - scores - audio
+    return {"temporal modules": temporal, "attn1 attention matmuls (own + reference tokens)": scores,
+            "audio-attention": audio, "rest of the backbone": rest}
+
+
+def time_step(model, latents, cond, device, repeats: int, warmup: int, cached: bool) -> tuple[float, float, dict, dict]:
+    """(seconds per step, GFLOP per step, GFLOP by op, GFLOP by part) of a clip's later steps (the cache, if used, filled
     by the first one, which is timed and printed here)."""
     t = torch.tensor(500, device=device)
     cache = model.clip_cache() if cached else None
     step = lambda: model.denoise(latents, t, cond, cache=cache)  # noqa: E731
     if cached:
-        seconds, gflop, _ = timed(step, device)
+        seconds, gflop, _, _ = timed(step, device)
         print(f"  first step of the clip (fills the clip cache): {seconds:.2f} s, {gflop:.0f} GFLOP")
     with torch.no_grad():
         for _ in range(warmup):
@@ -137,7 +159,7 @@ def sd15_forward(config, size: int, device, dtype) -> tuple[float, float]:
     h = size // config.vae_scale
     x = torch.randn(1, 4, h, h, device=device, dtype=dtype)
     text = torch.randn(1, 77, config.cross_attention_dim, device=device, dtype=dtype)
-    seconds, gflop, _ = timed(lambda: unet(x, 500, encoder_hidden_states=text), device)
+    seconds, gflop, _, _ = timed(lambda: unet(x, 500, encoder_hidden_states=text), device)
     return seconds, gflop
 
 
@@ -185,13 +207,14 @@ def main() -> None:
         latents = torch.randn(videos, frames, 4, h, w, device=device, dtype=dtype)
         warmup = args.warmup if args.warmup is not None else (2 if device.type == "cuda" else 0)
         print(f"step {label}:")
-        seconds, gflop, by_op = time_step(model, latents, cond, device, args.repeats, warmup, not args.no_cache)
+        seconds, gflop, by_op, by_part = time_step(model, latents, cond, device, args.repeats, warmup, not args.no_cache)
         achieved, frame_pass = gflop / seconds, gflop / (frames * videos)
         ops = ", ".join(f"{op} {n / (frames * videos):.0f}" for op, n in sorted(by_op.items(), key=lambda kv: -kv[1]))
         print(f"  {seconds:.2f} s, {gflop:.0f} GFLOP, {achieved:.0f} GFLOP/s = {achieved / peak:.2f} of matmul; "
               f"{seconds / frames:.2f} s per generated frame")
         print(f"  GFLOP per frame-pass: {frame_pass:.0f} = {frame_pass / sd_gflop:.2f}x the plain SD-1.5 UNet's "
               f"{sd_gflop:.0f} (target <= 1.3x); by op: {ops}")
+        print("  GFLOP per frame-pass by part: " + ", ".join(f"{k} {n / (frames * videos):.0f}" for k, n in by_part.items()))
         if label == DEFAULT:
             final = (seconds / frames, gflop / frames, videos, achieved / peak)
     if device.type == "cuda":
