@@ -26,7 +26,6 @@ from dataclasses import replace
 
 import torch
 from diffusers import UNet2DConditionModel
-from diffusers.models.attention import BasicTransformerBlock
 from einops import rearrange, repeat
 from torch import nn
 
@@ -39,6 +38,7 @@ from .face_locator import FaceLocator
 from .identity import IdentityProjection
 from .preset import CONDITIONS
 from .reference_attention import ReferenceBank, install_reference_attention
+from .reference_net import block_downscale, build_reference_net
 from .speed import SpeedEncoder
 from .temporal import TemporalModules, is_speed_parameter
 
@@ -216,7 +216,7 @@ class EMOModel(nn.Module):
 
     def _downscale(self, motion_name: str) -> int:
         block = self.backbone.get_submodule(motion_name.split(".motion_modules")[0])
-        return _block_downscale(self.backbone, block)
+        return block_downscale(self.backbone, block)
 
     def reference_contexts(self, identity: torch.Tensor, frames: int) -> torch.Tensor:
         """Which identity tokens each ReferenceNet input of a guidance batch reads.
@@ -403,28 +403,3 @@ class EMOModel(nn.Module):
             yield self
         finally:
             self.emo_layers = previous
-
-
-def build_reference_net(config: EMOConfig) -> UNet2DConditionModel:
-    """The ReferenceNet: a stock UNet of the backbone's layout, optionally without cross-attention
-    (``attn2``/``norm2`` set to None: diffusers' blocks then skip it) or output layers (``conv_norm_out``
-    None, ``conv_out`` an identity: only its attention inputs are ever read)."""
-    unet = UNet2DConditionModel(**config.unet)
-    if not config.reference_net_attn2:
-        for module in unet.modules():
-            if isinstance(module, BasicTransformerBlock):
-                module.attn2, module.norm2 = None, None
-    if not config.reference_net_conv_out:
-        unet.conv_norm_out, unet.conv_out = None, nn.Identity()
-    return unet
-
-
-def _block_downscale(unet: UNet2DConditionModel, block: nn.Module) -> int:
-    """How many times smaller than the latent a block's layer outputs are."""
-    downs = list(unet.down_blocks)
-    if block in downs:
-        return 2 ** downs.index(block)
-    if block is unet.mid_block:
-        return 2 ** (len(downs) - 1)
-    ups = list(unet.up_blocks)
-    return 2 ** (len(downs) - 1 - ups.index(block))

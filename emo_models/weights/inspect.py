@@ -203,7 +203,7 @@ def _component_lines(name: str, config: EMOConfig, state_dict) -> list[str]:
     if name == "backbone":
         return compare_lines("vs stock UNet", sd15.unet_shapes(config.unet), state_dict, "extra (EMO layers)", "    ")
     if name == "reference_net":
-        from ..model import build_reference_net
+        from ..reference_net import build_reference_net
 
         dropped = [part for part, kept in (("cross-attention", config.reference_net_attn2),
                                            ("output layers", config.reference_net_conv_out)) if not kept]
