@@ -40,7 +40,7 @@ from .preset import CONDITIONS
 from .reference_attention import ReferenceBank, install_reference_attention
 from .reference_net import block_downscale, build_reference_net
 from .speed import SpeedEncoder
-from .temporal import TemporalModules, is_speed_parameter
+from .temporal import TemporalModules
 
 __all__ = ["ClipCondition", "EMOModel"]
 
@@ -374,26 +374,6 @@ class EMOModel(nn.Module):
             temporal=temporal,
         )
         return self.denoise(latents, timestep, cond)
-
-    # ---- parameter groups for the three training stages --------------------------------------------
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by the paper's parts: backbone, reference_net, face_locator, audio, temporal, speed."""
-        groups: dict[str, list[nn.Parameter]] = {k: [] for k in
-                                                ("backbone", "reference_net", "face_locator", "audio", "temporal", "speed")}
-        audio_in_attn2 = self.audio_modules is None
-        for name, p in self.backbone.named_parameters():
-            groups["audio" if audio_in_attn2 and ".attn2." in name else "backbone"].append(p)
-        if self.identity_projection is not None:
-            groups["backbone"] += list(self.identity_projection.parameters())
-        if self.audio_modules is not None:
-            groups["audio"] += list(self.audio_modules.parameters())
-        groups["reference_net"] = list(self.reference_net.parameters())
-        groups["face_locator"] = list(self.face_locator.parameters())
-        groups["audio"] += list(self.audio_projection.parameters())
-        for name, p in self.temporal.named_parameters():
-            groups["speed" if is_speed_parameter(name) else "temporal"].append(p)
-        groups["speed"] += list(self.speed_encoder.parameters())
-        return groups
 
     @contextmanager
     def emo_layers_off(self):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from emo_models.media import probe_video, read_video, write_video
+from emo_models.media import probe_video, read_video
 from emo_models.render import RenderedClip
 
 from .test_nodes import ONE_PASS, PACK, RecordingBar, bridge, emo_model, encoded, models_dir, run_node, speech  # noqa: F401 (fixtures)
