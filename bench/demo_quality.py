@@ -92,6 +92,7 @@ def add_held_out_arguments(parser: argparse.ArgumentParser, clips: int, seconds:
     parser.add_argument("--clips", type=int, default=clips)
     parser.add_argument("--seconds", type=float, default=seconds)
     parser.add_argument("--steps", type=int, default=None, help="default: from the checkpoint")
+    parser.add_argument("--scheduler", default=None, help="default: from the checkpoint (e.g. dpmpp_2m for few steps)")
     parser.add_argument("--cfg-audio", type=float, default=None, help="default: from the checkpoint")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -103,10 +104,11 @@ def held_out_renderer(args):
     torch.set_num_threads(args.threads)
     pipeline = load_demo_pipeline(args.checkpoint)
     args.steps = pipeline.config.generation.steps if args.steps is None else args.steps
+    args.scheduler = pipeline.config.generation.scheduler if args.scheduler is None else args.scheduler
 
     def render(clip, audio, sample_rate: int, speed) -> np.ndarray:
         frames = pipeline.generate(portrait(clip), audio, sample_rate, face_box=clip.face_box, steps=args.steps,
-                                   seed=args.seed, speed=speed, cfg_audio=args.cfg_audio)
+                                   scheduler=args.scheduler, seed=args.seed, speed=speed, cfg_audio=args.cfg_audio)
         return to_uint8(frames)[: len(clip.frames)]
 
     return pipeline, render
@@ -166,7 +168,7 @@ def main(argv=None) -> int:
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.clips} held-out clips of {args.seconds:g} s, {args.drift_clips} "
-          f"of {args.drift_seconds:g} s for drift, {args.steps} {preset.scheduler} steps, audio guidance "
+          f"of {args.drift_seconds:g} s for drift, {args.steps} {args.scheduler} steps, audio guidance "
           f"{preset.guidance_audio or preset.guidance if args.cfg_audio is None else args.cfg_audio:g}; "
           f"{time.time() - started:.0f} s")
     print(f"compare: ground-truth frames give lip_r={np.mean(truth_lip):.3f}, identity_err=0, "

@@ -12,6 +12,7 @@ memory claim does not depend on them (give --fps 25 for the checkpoint's own rat
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -29,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 def write_voice(path: Path, seconds: float, rate: int = 16000) -> None:
     """A voiced, amplitude- and pitch-modulated signal, written in one-second blocks (the bench stays small)."""
     with sf.SoundFile(path, "w", samplerate=rate, channels=1, subtype="FLOAT") as out:
-        for start in range(int(seconds)):
-            t = start + np.arange(rate) / rate
+        for start in range(math.ceil(seconds)):
+            t = start + np.arange(min(rate, round((seconds - start) * rate))) / rate
             pitch = 140 * t + 20 * np.sin(2 * np.pi * 0.3 * t)
             out.write((0.4 * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) * np.sin(2 * np.pi * pitch)).astype(np.float32))
 

@@ -20,6 +20,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange
 from torch import nn
 
+from .clip_cache import constant_rows, cross_attention, project_keys_values
 from .config import EMOConfig
 
 
@@ -131,25 +132,40 @@ class RawAudioTokens(nn.Module):
 
 
 class AudioAttnProcessor(AttnProcessor2_0):
-    """Audio-attention (the backbone's ``attn2``) with its output multiplied by ``scale``.
+    """Audio-attention (the backbone's ``attn2``): its output multiplied by ``scale``, and with the clip's
+    cache its keys/values of the audio tokens projected on the clip's first step only, and the output of
+    frames whose audio tokens are all equal (a guidance branch without audio: zero tokens), which does
+    not depend on the frame, computed then too.
 
-    hidden: (b·f, hw, c); audio tokens: (b·f, K, D) -> scale · attention (b·f, hw, c).
+    hidden: (b·f, hw, c); audio tokens: (b·f, K, D) -> scale · attention (b·f, hw, c). ``holder.cache``
+    is the :class:`~emo_models.clip_cache.ClipCache` of the denoise call in progress (set by the model);
+    without one (or with an attention mask) this is diffusers' ``AttnProcessor2_0`` times ``scale``.
     """
 
-    def __init__(self, scale: float):
+    def __init__(self, holder, scale: float = 1.0):
         super().__init__()
+        self.holder = holder
         self.scale = float(scale)
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        return super().__call__(attn, hidden_states, *args, **kwargs) * self.scale
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
+                 attention_mask=None, *args, **kwargs) -> torch.Tensor:
+        cache = self.holder.cache
+        if cache is None or encoder_hidden_states is None or attention_mask is not None:
+            out = super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
+        else:
+            keys, values = cache.memo(attn, "context", (encoder_hidden_states,),
+                                      lambda: project_keys_values(attn, encoder_hidden_states))
+            constant = cache.memo(attn, "constant rows", (encoder_hidden_states,),
+                                  lambda: constant_rows(attn, encoder_hidden_states, values))
+            out = cross_attention(attn, hidden_states, keys, values, constant)
+        return out if self.scale == 1.0 else out * self.scale
 
 
-def install_audio_attention_scale(backbone: nn.Module, scale: float) -> None:
-    """Put :class:`AudioAttnProcessor` on every ``attn2`` of the backbone (no-op for scale 1)."""
-    if scale == 1.0:
-        return
-    backbone.set_attn_processor({name: AudioAttnProcessor(scale) if name.endswith("attn2.processor") else current
-                                 for name, current in backbone.attn_processors.items()})
+def install_audio_attention(backbone: nn.Module, holder, scale: float) -> None:
+    """Put an :class:`AudioAttnProcessor` (reading ``holder.cache``, output times ``scale``) on every
+    ``attn2`` of the backbone."""
+    backbone.set_attn_processor({name: AudioAttnProcessor(holder, scale) if name.endswith("attn2.processor")
+                                 else current for name, current in backbone.attn_processors.items()})
 
 
 def build_audio_projection(config: EMOConfig) -> nn.Module:

@@ -6,12 +6,16 @@ at step i all windows move by i x shift frames (mod the length); each window is 
 the guidance branches, and a frame's predictions are averaged over the windows that hold it before the
 scheduler steps the whole video. A video of f frames or fewer is a single window, rotated by the same
 shift. :func:`emo_models.render.render_clips` runs it when ``settings.sampler == "context_windows"``;
-the guidance branches, noise and face mask are the render path's own.
+the guidance branches, noise and face mask are the render path's own. The guidance batch of the
+reference and face is built once per video and every window's batch shares its tensors, so one
+:meth:`~emo_models.model.EMOModel.clip_cache` projects the reference's keys and values once per video
+(each window's audio tokens are its own, so their keys and values are projected per window).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import torch
 
@@ -49,10 +53,12 @@ def render_context_windows(pipeline: EMOPipeline, reference: ReferenceEncoding, 
     f, total = settings.frames_per_clip, audio.frames
     c, h, w = reference.latent.shape[-3:]
     branches = settings.guidance.branches(settings.uncond_drops)
-    condition = ClipCondition(reference={k: x.to(device, dtype) for k, x in reference.features.items()},
-                              face=model.encode_face(face_mask.to(device, dtype)))
+    drops = [dropped for _, dropped in branches]
+    video = model.guidance_batch(ClipCondition(reference={k: x.to(device, dtype) for k, x in reference.features.items()},
+                                               face=model.encode_face(face_mask.to(device, dtype))), drops)
     tokens = model.encode_audio(audio.windows(0, total)[None].to(device, dtype))  # (1, F, K, D)
     speed = model.encode_speed(speed_per_frame(settings.speed, total)[None].to(device))  # (1, F, k, c_s)
+    cache = model.clip_cache()  # the reference's keys/values, once for the video
     scheduler = make_scheduler(pipeline.config.scheduler, settings.scheduler, settings.steps)
     latents = start_latents(settings, scheduler, 0, (1, total, c, h, w), initial_noise).to(device, dtype)
     steps = len(scheduler.timesteps)
@@ -62,11 +68,11 @@ def render_context_windows(pipeline: EMOPipeline, reference: ReferenceEncoding, 
         for window in context_windows(total, f, settings.context_overlap, i * settings.context_shift):
             if should_stop is not None and should_stop():
                 raise GenerationCancelled(f"generation cancelled at step {i + 1}/{steps}")
-            cond = ClipCondition(reference=condition.reference, face=condition.face,
-                                 audio_tokens=tokens[:, window], speed_tokens=speed[:, window])
-            batch = model.guidance_batch(cond, [drops for _, drops in branches])
+            own = model.guidance_batch(ClipCondition(None, audio_tokens=tokens[:, window], speed_tokens=speed[:, window]),
+                                       drops)
+            cond = replace(video, audio_tokens=own.audio_tokens, speed_tokens=own.speed_tokens)
             x = scheduler.scale_model_input(latents[:, window], t).expand(len(branches), -1, -1, -1, -1)
-            prediction[:, window] += model.denoise(x, t, batch)
+            prediction[:, window] += model.denoise(x, t, cond, cache=cache)
             counter[window] += 1
         prediction = prediction / counter
         eps = settings.guidance.combine({name: prediction[k:k + 1] for k, (name, _) in enumerate(branches)})

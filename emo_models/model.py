@@ -12,7 +12,10 @@
 
 The ReferenceNet runs once per video on the reference (:meth:`EMOModel.encode_reference`) and once per
 clip on the motion frames (:meth:`EMOModel.encode_motion`), at t = 0; a denoising step
-(:meth:`EMOModel.denoise`) only reads what they recorded.
+(:meth:`EMOModel.denoise`) only reads what they recorded. What the steps of one clip derive from those
+records alone (the reference's, motion frames' and audio tokens' key/value projections) is computed on
+the clip's first step and kept in a :class:`~emo_models.clip_cache.ClipCache` the caller holds
+(:meth:`EMOModel.clip_cache`), so later steps skip it.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from diffusers import UNet2DConditionModel
 from einops import rearrange, repeat
 from torch import nn
 
-from .audio import build_audio_projection, install_audio_attention_scale
+from .audio import build_audio_projection, install_audio_attention
 from .audio_modules import AudioModules
+from .clip_cache import ClipCache
 from .condition import ClipCondition
 from .config import EMOConfig
 from .face_locator import FaceLocator
@@ -36,7 +40,7 @@ from .preset import CONDITIONS
 from .reference_attention import ReferenceBank, install_reference_attention
 from .reference_net import block_downscale, build_reference_net
 from .speed import SpeedEncoder
-from .temporal import TemporalModules, is_speed_parameter
+from .temporal import TemporalModules
 
 __all__ = ["ClipCondition", "EMOModel"]
 
@@ -65,7 +69,7 @@ class EMOModel(nn.Module):
         self._motion_capture: dict[str, torch.Tensor] | None = None
         self._audio: torch.Tensor | None = None
         install_reference_attention(self.backbone, self.reference_net, self.bank)
-        install_audio_attention_scale(self.backbone, config.audio_attention_scale)
+        install_audio_attention(self.backbone, self.bank, config.audio_attention_scale)
         # after each backbone layer: its audio module (if any), then its temporal module (if it runs)
         after: dict[str, dict[str, str]] = {}
         for site in self.audio_modules.sites if self.audio_modules is not None else ():
@@ -105,7 +109,8 @@ class EMOModel(nn.Module):
                 sample = self.audio_modules.module(audio)(sample, self._audio, masks, cond.regions.weights)
             if motion is not None and cond.temporal:
                 features = None if cond.motion is None else cond.motion[motion]
-                sample = self.temporal.module(motion)(sample, self._frames, features, cond.speed_tokens)
+                sample = self.temporal.module(motion)(sample, self._frames, features, cond.speed_tokens,
+                                                      cache=self.bank.cache)
             return (sample, *output[1:]) if isinstance(output, tuple) else sample
 
         return hook
@@ -294,40 +299,61 @@ class EMOModel(nn.Module):
         return self.config.reference_pairing == "alternating"
 
     # ---- one denoising step -----------------------------------------------------------------------
+    def clip_cache(self) -> ClipCache:
+        """An empty per-clip cache: pass it to every :meth:`denoise` call of a clip; it fills on the first
+        and makes the later ones skip the work that is constant over the clip (what derives from the
+        same condition tensors). Results equal uncached calls (float rounding aside)."""
+        return ClipCache()
+
     def denoise(self, latents: torch.Tensor, timestep: torch.Tensor | float, cond: ClipCondition,
-                encoder_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+                encoder_hidden_states: torch.Tensor | None = None, cache: ClipCache | None = None) -> torch.Tensor:
         """Predict the noise of a clip. latents: (v, f, 4, h, w); timestep: scalar or (v,) -> (v, f, 4, h, w).
 
         With ``emo_layers=False`` the backbone is a plain UNet fed ``encoder_hidden_states`` (v·f, S, D).
+        cache: this clip's :meth:`clip_cache` (None: compute everything, as training does); pass the
+        same ``cond`` (or one sharing its tensors) at every step for the cache to save work.
         """
         v, f = latents.shape[:2]
+        if cond.audio_tokens is not None and tuple(cond.audio_tokens.shape[:2]) != (v, f):
+            raise ValueError(f"cond.audio_tokens: {' videos x '.join(map(str, cond.audio_tokens.shape[:2]))} frames "
+                             f"for latents of {v} x {f}; give the condition of the videos and frames being denoised")
         x = rearrange(latents, "v f c h w -> (v f) c h w")
         t = torch.as_tensor(timestep, device=latents.device)
         t = repeat(t.reshape(-1).expand(v), "v -> (v f)", f=f)
         if not self.emo_layers:
             out = self.backbone(x, t, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
             return rearrange(out, "(v f) c h w -> v f c h w", f=f)
-        if cond.audio_tokens is not None:
-            audio = rearrange(cond.audio_tokens.to(x.dtype), "v f k d -> (v f) k d")
-        else:
-            audio = x.new_zeros(v * f, self.config.audio_token_count, self.config.audio_token_dim)
-        context = audio
-        if self.identity_projection is not None:
-            if cond.identity is None:
-                raise ValueError("identity: this model's cross-attention reads identity tokens; give them in "
-                                 "the ClipCondition (EMOModel.encode_identity of a face embedding)")
-            context = repeat(cond.identity.to(x.dtype), "v k d -> (v f) k d", f=f)
-        elif self.audio_modules is not None:
-            context = x.new_zeros(v * f, 1, self.config.cross_attention_dim)
+        inputs = (cond.audio_tokens, cond.identity, v, f, x.dtype, x.device)
+        audio, context = self._cross_attention_inputs(cond, v, f, x) if cache is None else cache.memo(
+            self, "cross-attention inputs", inputs, lambda: self._cross_attention_inputs(cond, v, f, x))
         self._condition, self._frames, self._audio = cond, f, audio
         self.bank.reference, self.bank.frames, self.bank.use_reference = cond.reference, f, cond.use_reference
         self.bank.tiled = self.config.reference_pairing == "alternating"
+        self.bank.cache = cache
         try:
             out = self.backbone(x, t, encoder_hidden_states=context, return_dict=False)[0]
         finally:
             self._condition, self._frames, self._audio = None, 1, None
             self.bank.clear()
         return rearrange(out, "(v f) c h w -> v f c h w", f=f)
+
+    def _cross_attention_inputs(self, cond: ClipCondition, v: int, f: int,
+                                x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(audio tokens (v·f, K, D): zeros without audio, the backbone's cross-attention context (v·f, S, D)):
+        the audio tokens themselves, or the identity tokens when the model has them (Hallo), or one zero
+        token when audio modules read the audio instead."""
+        if cond.audio_tokens is not None:
+            audio = rearrange(cond.audio_tokens.to(x.dtype), "v f k d -> (v f) k d")
+        else:
+            audio = x.new_zeros(v * f, self.config.audio_token_count, self.config.audio_token_dim)
+        if self.identity_projection is not None:
+            if cond.identity is None:
+                raise ValueError("identity: this model's cross-attention reads identity tokens; give them in "
+                                 "the ClipCondition (EMOModel.encode_identity of a face embedding)")
+            return audio, repeat(cond.identity.to(x.dtype), "v k d -> (v f) k d", f=f)
+        if self.audio_modules is not None:
+            return audio, x.new_zeros(v * f, 1, self.config.cross_attention_dim)
+        return audio, audio
 
     def forward(self, latents, timestep, reference_latents, audio_windows=None, speed=None, face_mask=None,
                 motion_latents=None, temporal: bool = True) -> torch.Tensor:
@@ -348,26 +374,6 @@ class EMOModel(nn.Module):
             temporal=temporal,
         )
         return self.denoise(latents, timestep, cond)
-
-    # ---- parameter groups for the three training stages --------------------------------------------
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by the paper's parts: backbone, reference_net, face_locator, audio, temporal, speed."""
-        groups: dict[str, list[nn.Parameter]] = {k: [] for k in
-                                                ("backbone", "reference_net", "face_locator", "audio", "temporal", "speed")}
-        audio_in_attn2 = self.audio_modules is None
-        for name, p in self.backbone.named_parameters():
-            groups["audio" if audio_in_attn2 and ".attn2." in name else "backbone"].append(p)
-        if self.identity_projection is not None:
-            groups["backbone"] += list(self.identity_projection.parameters())
-        if self.audio_modules is not None:
-            groups["audio"] += list(self.audio_modules.parameters())
-        groups["reference_net"] = list(self.reference_net.parameters())
-        groups["face_locator"] = list(self.face_locator.parameters())
-        groups["audio"] += list(self.audio_projection.parameters())
-        for name, p in self.temporal.named_parameters():
-            groups["speed" if is_speed_parameter(name) else "temporal"].append(p)
-        groups["speed"] += list(self.speed_encoder.parameters())
-        return groups
 
     @contextmanager
     def emo_layers_off(self):

@@ -14,7 +14,9 @@ The policies of continuing a video live here and nowhere else:
 - noise: the clip that starts at frame t of the video draws its initial noise from (seed, t), so a
   continued video also gets a longer run's noise: continuing at a clip boundary is bit-identical;
 - guidance: :class:`~emo_models.guidance.Guidance` picks the backbone passes, the model builds them
-  (:meth:`~emo_models.model.EMOModel.guidance_batch`) from the checkpoint's ``uncond_drops``.
+  (:meth:`~emo_models.model.EMOModel.guidance_batch`) from the checkpoint's ``uncond_drops``;
+- speed: each clip's steps share one :meth:`~emo_models.model.EMOModel.clip_cache`, so what is constant
+  over the clip (reference, motion-frame and audio key/value projections) is computed once per clip.
 """
 
 from __future__ import annotations
@@ -293,6 +295,7 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
             speed_tokens=model.encode_speed(speeds[span][None].to(device)),
         )
         batch = model.guidance_batch(cond, [drops for _, drops in branches])
+        cache = model.clip_cache()  # the clip's constant projections, computed on its first step
         scheduler = make_scheduler(pipeline.config.scheduler, settings.scheduler, settings.steps)
         first_frame = start_frame + clip * f
         latents = start_latents(settings, scheduler, first_frame, (1, f, c, h, w), initial_noise).to(device, dtype)
@@ -300,12 +303,13 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
             if should_stop is not None and should_stop():
                 raise GenerationCancelled(f"generation cancelled at clip {clip + 1}/{clips}, step {done}")
             x = scheduler.scale_model_input(latents, t).expand(len(branches), -1, -1, -1, -1)
-            eps = model.denoise(x, t, batch)
+            eps = model.denoise(x, t, batch, cache=cache)
             eps = settings.guidance.combine({name: eps[i:i + 1] for i, (name, _) in enumerate(branches)})
             latents = scheduler.step(eps, t, latents).prev_sample
             done += 1
             if on_step is not None:
                 on_step(done, clips * steps_per_clip, latents[0])
+        del cache
         frames = pipeline.decode(latents[0])
         keep = min(f, total - clip * f)
         yield RenderedClip(index=clip, start=clip * f, latents=latents[0, :keep], frames=frames[:keep])

@@ -7,14 +7,19 @@ starts at zero, so a freshly loaded motion module behaves exactly as AnimateDiff
 
 GroupNorm runs per frame on ``(b·f, c, h, w)``, as the original AnimateDiff does. The positional
 encoding is computed, not stored; ``temporal_positions`` rounds it to the precision a checkpoint
-kept it in (a model that loaded fp16-stored encodings ran with those values).
+kept it in (a model that loaded fp16-stored encodings ran with those values). Motion frames (the
+previous clip's last n frames, prepended on the frame axis) are constant over a clip: with the clip's
+:class:`~emo_models.clip_cache.ClipCache` their first-attention inputs, queries, keys and values are
+computed once per clip (:class:`MotionContext`), and per step only what the clip's own rows read of them.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
 from einops import rearrange
@@ -44,21 +49,47 @@ class TemporalSelfAttention(Attention):
         self.register_buffer("positions", sinusoidal_positions(max_frames, dim), persistent=False)
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
-        frames = hidden_states.shape[1]
-        if frames > self.positions.shape[1]:
+        return super().forward(self.positioned(hidden_states))
+
+    def positioned(self, hidden: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """hidden: (..., f, c) frames start .. start+f -> the same with their positional encoding added."""
+        end = start + hidden.shape[-2]
+        if end > self.positions.shape[1]:
             raise ValueError(
-                f"temporal module: {frames} frames (motion frames + frames per clip) exceed the "
+                f"temporal module: {end} frames (motion frames + frames per clip) exceed the "
                 f"{self.positions.shape[1]} positions of its encoding; use fewer frames per clip"
             )
-        hidden_states = hidden_states + self.positions[:, :frames].to(hidden_states.dtype)
-        return super().forward(hidden_states)
+        return hidden + self.positions[0, start:end].to(hidden.dtype)
+
+    def attend(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Attention along frames from projected tokens, then the output projection.
+
+        queries: (b, n, f_q, c); keys, values: (b, n, f_k, c) -> (b, n, f_q, c)
+        """
+        b = queries.shape[0]
+        q, k, v = (rearrange(x, "b n f (h d) -> (b n) h f d", h=self.heads) for x in (queries, keys, values))
+        out = rearrange(F.scaled_dot_product_attention(q, k, v), "(b n) h f d -> b n f (h d)", b=b)
+        return self.to_out[1](self.to_out[0](out))
+
+
+class MotionContext(NamedTuple):
+    """What the motion frames contribute to a temporal transformer, constant over a clip.
+
+    hidden: (b, hw, n, c) motion rows after ``proj_in``; query, key, value: (b, hw, n, c) their
+    projections in the first temporal attention.
+    """
+
+    hidden: torch.Tensor
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
 
 
 class SpeedAttention(nn.Module):
     """Cross-attention from each frame's tokens to that frame's speed tokens.
 
     hidden: (b, hw, f, c); speed: (b, f, k, c_speed) -> (b, hw, f, c). Keys and values are computed
-    once per frame, not once per pixel, so memory stays O(b·hw·f·k).
+    once per frame, not once per pixel, so memory stays O(b·hw·f·k); with the clip's ``cache`` once per clip.
     """
 
     def __init__(self, dim: int, speed_dim: int, heads: int):
@@ -71,19 +102,24 @@ class SpeedAttention(nn.Module):
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
 
-    def forward(self, hidden: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
-        q = rearrange(self.to_q(hidden), "b n f (h d) -> b n f h d", h=self.heads)
-        k = rearrange(self.to_k(speed), "b f k (h d) -> b f k h d", h=self.heads)
-        v = rearrange(self.to_v(speed), "b f k (h d) -> b f k h d", h=self.heads)
-        scores = torch.einsum("bnfhd,bfkhd->bnfhk", q, k) / math.sqrt(q.shape[-1])
-        out = torch.einsum("bnfhk,bfkhd->bnfhd", scores.softmax(dim=-1), v)
-        return self.to_out(rearrange(out, "b n f h d -> b n f (h d)"))
+    def forward(self, hidden: torch.Tensor, speed: torch.Tensor, cache=None) -> torch.Tensor:
+        b = hidden.shape[0]
+        q = rearrange(self.to_q(hidden), "b n f (h d) -> (b f) h n d", h=self.heads)
+        k, v = self.keys_values(speed) if cache is None else cache.memo(
+            self, "speed", (speed,), lambda: self.keys_values(speed))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(rearrange(out, "(b f) h n d -> b n f (h d)", b=b))
+
+    def keys_values(self, speed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """speed: (b, f, k, c_speed) -> keys, values ((b·f), heads, k, d)."""
+        return tuple(rearrange(p(speed), "b f k (h d) -> (b f) h k d", h=self.heads) for p in (self.to_k, self.to_v))
 
 
 class TemporalTransformerBlock(nn.Module):
     """Two temporal self-attentions, speed cross-attention, feed-forward; pre-norm, residual.
 
-    hidden: (b, hw, f, c); speed: (b, f, k, c_speed) or None -> (b, hw, f, c)
+    hidden: (b, hw, f, c); speed: (b, f, k, c_speed) or None -> (b, hw, f, c); cache: the clip's
+    :class:`~emo_models.clip_cache.ClipCache` or None.
     """
 
     def __init__(self, dim: int, heads: int, max_frames: int, speed_dim: int):
@@ -95,13 +131,39 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, activation_fn="geglu")
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, hidden: torch.Tensor, speed: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, speed: torch.Tensor | None, cache=None) -> torch.Tensor:
         b, n = hidden.shape[:2]
         for attention, norm in zip(self.attention_blocks, self.norms):
             frames_as_sequence = rearrange(norm(hidden), "b n f c -> (b n) f c")
             hidden = hidden + rearrange(attention(frames_as_sequence), "(b n) f c -> b n f c", b=b)
+        return self._speed_and_feed_forward(hidden, speed, cache)
+
+    def forward_after_motion(self, clip: torch.Tensor, context: MotionContext, speed: torch.Tensor | None, cache=None):
+        """:meth:`forward` over [motion rows ; clip rows] with the motion rows sliced off, computing of
+        the motion rows only what the clip's rows read: their keys/values in each attention, and their
+        queries in all but the last. The first attention's motion-row inputs come from ``context``.
+
+        clip: (b, hw, f, c); context: the motion rows' :class:`MotionContext`; speed: (b, f, k, c_s)
+        or None -> (b, hw, f, c)
+        """
+        n, last = context.hidden.shape[2], len(self.attention_blocks) - 1
+        hidden = torch.cat([context.hidden, clip], dim=2)
+        for i, (attention, norm) in enumerate(zip(self.attention_blocks, self.norms)):
+            skip = n if i == last else 0  # rows whose output nobody reads after this attention
+            if i == 0:
+                clip_in = attention.positioned(norm(clip), start=n)
+                q, k, v = (torch.cat([c, p(clip_in)], dim=2) for c, p in
+                           zip(context[1:], (attention.to_q, attention.to_k, attention.to_v)))
+                q = q[:, :, skip:]
+            else:
+                rows_in = attention.positioned(norm(hidden))
+                q, k, v = attention.to_q(rows_in[:, :, skip:]), attention.to_k(rows_in), attention.to_v(rows_in)
+            hidden = hidden[:, :, skip:] + attention.attend(q, k, v)
+        return self._speed_and_feed_forward(hidden, speed, cache)
+
+    def _speed_and_feed_forward(self, hidden: torch.Tensor, speed: torch.Tensor | None, cache) -> torch.Tensor:
         if speed is not None:
-            hidden = hidden + self.speed_attention(self.speed_norm(hidden), speed)
+            hidden = hidden + self.speed_attention(self.speed_norm(hidden), speed, cache)
         return hidden + self.ff(self.ff_norm(hidden))
 
 
@@ -120,14 +182,39 @@ class TemporalTransformer(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor, frames: int, speed: torch.Tensor | None) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        hidden = rearrange(self.norm(x), "(b f) c h w -> b (h w) f c", f=frames)
-        hidden = self.proj_in(hidden)
+    def forward(self, x: torch.Tensor, frames: int, speed: torch.Tensor | None, cache=None) -> torch.Tensor:
+        hidden = self._project_in(x, frames)
         for block in self.transformer_blocks:
-            hidden = block(hidden, speed)
-        hidden = self.proj_out(hidden)
-        return x + rearrange(hidden, "b (h w) f c -> (b f) c h w", h=h, w=w)
+            hidden = block(hidden, speed, cache)
+        return self._project_out(x, hidden)
+
+    def motion_context(self, motion: torch.Tensor) -> MotionContext:
+        """motion: (b, n, c, h, w) motion frames -> their :class:`MotionContext` (once per clip). A batch
+        that repeats one clip's motion frames (an expanded view: the guidance branches) is computed once."""
+        if motion.shape[0] > 1 and motion.stride(0) == 0:
+            return MotionContext(*(x.expand(motion.shape[0], *x.shape[1:]) for x in self.motion_context(motion[:1])))
+        hidden = self._project_in(rearrange(motion, "b n c h w -> (b n) c h w"), motion.shape[1])
+        block = self.transformer_blocks[0]
+        attention = block.attention_blocks[0]
+        rows_in = attention.positioned(block.norms[0](hidden))
+        return MotionContext(hidden, attention.to_q(rows_in), attention.to_k(rows_in), attention.to_v(rows_in))
+
+    def forward_after_motion(self, x: torch.Tensor, frames: int, context: MotionContext,
+                             speed: torch.Tensor | None, cache=None) -> torch.Tensor:
+        """The clip rows of :meth:`forward` over [motion frames ; clip], the motion frames given as their
+        :class:`MotionContext`. x: (b·f, c, h, w); speed: (b, f, k, c_s) or None -> (b·f, c, h, w)."""
+        if len(self.transformer_blocks) != 1:
+            raise NotImplementedError("motion context with more than one temporal transformer block per module")
+        hidden = self.transformer_blocks[0].forward_after_motion(self._project_in(x, frames), context, speed, cache)
+        return self._project_out(x, hidden)
+
+    def _project_in(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """(b·f, c, h, w) -> GroupNorm per frame, proj_in -> (b, hw, f, c)."""
+        return self.proj_in(rearrange(self.norm(x), "(b f) c h w -> b (h w) f c", f=frames))
+
+    def _project_out(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """x: (b·f, c, h, w) + proj_out(hidden (b, hw, f, c)) -> (b·f, c, h, w)."""
+        return x + rearrange(self.proj_out(hidden), "b (h w) f c -> (b f) c h w", h=x.shape[-2])
 
 
 class TemporalModule(nn.Module):
@@ -135,16 +222,23 @@ class TemporalModule(nn.Module):
 
     x: (b·f, c, h, w); motion: (b, n, c, h, w) ReferenceNet features of the previous clip's last n
     frames at this position (or None); speed: (b, f, k, c_speed) or None -> (b·f, c, h, w).
-    Motion frames are prepended on the frame axis, attended over, then sliced off.
+    Motion frames are prepended on the frame axis, attended over, then sliced off. With the clip's
+    ``cache`` (:class:`~emo_models.clip_cache.ClipCache`) their constant part is computed once per clip.
     """
 
     def __init__(self, dim: int, heads: int, max_frames: int, speed_dim: int, groups: int = 32):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(dim, heads, max_frames, speed_dim, groups)
 
-    def forward(self, x, frames: int, motion: torch.Tensor | None = None, speed: torch.Tensor | None = None):
+    def forward(self, x, frames: int, motion: torch.Tensor | None = None, speed: torch.Tensor | None = None,
+                cache=None):
         if motion is None:
-            return self.temporal_transformer(x, frames, speed)
+            return self.temporal_transformer(x, frames, speed, cache)
+        if cache is not None:
+            transformer = self.temporal_transformer
+            context = cache.memo(self, "motion", (motion, x.dtype),
+                                 lambda: transformer.motion_context(motion.to(x.dtype)))
+            return transformer.forward_after_motion(x, frames, context, speed, cache)
         n = motion.shape[1]
         video = rearrange(x, "(b f) c h w -> b f c h w", f=frames)
         video = torch.cat([motion.to(x.dtype), video], dim=1)
@@ -227,6 +321,7 @@ def new_speed_layers_(temporal: nn.Module) -> None:
 
 
 __all__ = [
+    "MotionContext",
     "TemporalModule",
     "TemporalModules",
     "SpeedAttention",

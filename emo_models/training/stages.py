@@ -1,7 +1,7 @@
 """The paper's three training stages: what each one sees and what each one trains.
 
 ============  ===========================================  ======================================
-stage         data                                         trains (``EMOModel.parameter_groups``)
+stage         data                                         trains (:func:`parameter_groups`)
 ============  ===========================================  ======================================
 1 image       single frames, no temporal modules           backbone, reference_net, face_locator
 2 video       n motion + f target frames, audio            + temporal, audio
@@ -23,8 +23,29 @@ from torch import nn
 
 from ..config import EMOConfig
 from ..model import EMOModel
+from ..temporal import is_speed_parameter
 
 GROUPS = ("backbone", "reference_net", "face_locator", "audio", "temporal", "speed")
+
+
+def parameter_groups(model: EMOModel) -> dict[str, list[nn.Parameter]]:
+    """``model``'s parameters by the paper's parts (:data:`GROUPS`): backbone, reference_net, face_locator,
+    audio (the audio projection and the layers reading it: attn2, or Hallo's audio modules), temporal, speed."""
+    groups: dict[str, list[nn.Parameter]] = {k: [] for k in GROUPS}
+    audio_in_attn2 = model.audio_modules is None
+    for name, p in model.backbone.named_parameters():
+        groups["audio" if audio_in_attn2 and ".attn2." in name else "backbone"].append(p)
+    if model.identity_projection is not None:
+        groups["backbone"] += list(model.identity_projection.parameters())
+    if model.audio_modules is not None:
+        groups["audio"] += list(model.audio_modules.parameters())
+    groups["reference_net"] = list(model.reference_net.parameters())
+    groups["face_locator"] = list(model.face_locator.parameters())
+    groups["audio"] += list(model.audio_projection.parameters())
+    for name, p in model.temporal.named_parameters():
+        groups["speed" if is_speed_parameter(name) else "temporal"].append(p)
+    groups["speed"] += list(model.speed_encoder.parameters())
+    return groups
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,7 @@ def unreached_parameters(model: EMOModel, stage: Stage) -> set[str]:
 def mark_trainable(model: EMOModel, stage: Stage) -> list[tuple[str, nn.Parameter]]:
     """Freeze everything but the stage's groups and the parameters it reaches; return the trained ones."""
     model.requires_grad_(False)
-    groups = model.parameter_groups()
+    groups = parameter_groups(model)
     for group in stage.trains:
         for p in groups[group]:
             p.requires_grad_(True)
@@ -110,13 +131,13 @@ def mark_trainable(model: EMOModel, stage: Stage) -> list[tuple[str, nn.Paramete
 
 def group_of(model: EMOModel) -> dict[int, str]:
     """id(parameter) -> its group name."""
-    return {id(p): group for group, params in model.parameter_groups().items() for p in params}
+    return {id(p): group for group, params in parameter_groups(model).items() for p in params}
 
 
 def parameter_counts(model: EMOModel) -> dict[str, dict[str, int]]:
     """Per group: total parameters and how many are currently trainable (elements, not tensors)."""
     counts = {g: {"total": 0, "trainable": 0} for g in GROUPS}
-    for group, params in model.parameter_groups().items():
+    for group, params in parameter_groups(model).items():
         for p in params:
             counts[group]["total"] += p.numel()
             counts[group]["trainable"] += p.numel() if p.requires_grad else 0
