@@ -130,10 +130,12 @@ class EMOPipeline:
                             sample_rate=self.config.audio_sample_rate, padding=padding)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, slice_size: int = 4) -> torch.Tensor:
-        """latents: (F, 4, h, w) -> frames (F, 3, H, W) in [0, 1], float32 on CPU, decoded in slices."""
+    def decode(self, latents: torch.Tensor, slice_size: int | None = None) -> torch.Tensor:
+        """latents: (F, 4, h, w) -> frames (F, 3, H, W) in [0, 1], float32 on CPU, decoded in slices of
+        ``slice_size`` frames (default :func:`decode_slice_frames` of the frame size)."""
         frames = []
-        for chunk in latents.split(slice_size):
+        scale = self.config.vae_scale
+        for chunk in latents.split(slice_size or decode_slice_frames(latents.shape[-2] * scale, latents.shape[-1] * scale)):
             x = self.vae.decode(chunk.to(self.device, self.dtype) / self.vae.config.scaling_factor).sample
             frames.append(((x.float() + 1) / 2).clamp(0, 1).cpu().contiguous())
         return torch.cat(frames)
@@ -156,3 +158,11 @@ class EMOPipeline:
                            RenderSettings.from_config(self.config, **settings), crop=crop, face_box=face_box,
                            face_mask=face_mask, fps=fps, **callbacks)
         return torch.cat([clip.frames for clip in clips])
+
+
+def decode_slice_frames(height: int, width: int, pixels: int = 4 * 256 * 256) -> int:
+    """Frames the VAE decodes at once at ``height`` x ``width`` pixels: up to 4, and no more than ``pixels``
+    in all, so the decoder's full-resolution activations stay near 0.5 GB per tensor (512x512: one frame;
+    at 4 frames its peak would add ~1.5 GB to a full-size generate)."""
+    return max(1, min(4, pixels // (height * width)))
+

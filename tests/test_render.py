@@ -134,3 +134,18 @@ def test_a_clips_starting_noise_can_be_supplied(tiny_pipeline, encoded):
     supplied = render(tiny_pipeline, reference, audio.span(0, 8), MASK, settings, initial_noise=noise)
     assert asked == [0, 4]
     assert torch.equal(supplied.frames, render(tiny_pipeline, reference, audio.span(0, 8), MASK, settings).frames)
+
+
+def test_full_size_frames_decode_one_at_a_time_equal_to_a_batched_decode(tiny_pipeline, monkeypatch):
+    from emo_models.pipeline import decode_slice_frames
+
+    assert (decode_slice_frames(512, 512), decode_slice_frames(256, 256), decode_slice_frames(64, 64)) == (1, 4, 4)
+    pipeline, scale = tiny_pipeline, tiny_pipeline.config.vae_scale
+    latents = torch.randn(3, 4, 512 // scale, 512 // scale, generator=torch.Generator().manual_seed(0))
+    batches, decode = [], pipeline.vae.decode
+    monkeypatch.setattr(pipeline.vae, "decode", lambda z, *a, **k: batches.append(z.shape[0]) or decode(z, *a, **k))
+    frames = pipeline.decode(latents)  # 512x512 frames: one per decoder call
+    assert batches == [1, 1, 1] and frames.shape == (3, 3, 512, 512)
+    # the same frames as one batched call, to rounding: oneDNN picks other convolution kernels for another batch
+    # size (seen: 9.6e-5 here); a tenth of one 8-bit level bounds it
+    assert (frames - pipeline.decode(latents, slice_size=3)).abs().max() <= 0.1 / 255
