@@ -76,9 +76,13 @@ class EMOPipeline:
         The input is made contiguous (NCHW) first: convolutions on another memory layout of the same values
         (decoded frames come back channels-last) round differently, and frames must encode the same however
         they travelled (IMAGE round trips included).
+        Full-size frames go through the encoder in slices (:func:`vae_slice_frames`).
         """
-        x = (images * 2 - 1).to(self.device, self.dtype).contiguous()
-        return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
+        latents = []
+        for chunk in images.split(vae_slice_frames(*images.shape[-2:])):
+            x = (chunk * 2 - 1).to(self.device, self.dtype).contiguous()
+            latents.append(self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor)
+        return torch.cat(latents)
 
     @torch.no_grad()
     def encode_reference(self, image: torch.Tensor, identity: torch.Tensor | None = None,
@@ -132,10 +136,10 @@ class EMOPipeline:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, slice_size: int | None = None) -> torch.Tensor:
         """latents: (F, 4, h, w) -> frames (F, 3, H, W) in [0, 1], float32 on CPU, decoded in slices of
-        ``slice_size`` frames (default :func:`decode_slice_frames` of the frame size)."""
+        ``slice_size`` frames (default: up to 4, :func:`vae_slice_frames` of the frame size)."""
         frames = []
         scale = self.config.vae_scale
-        for chunk in latents.split(slice_size or decode_slice_frames(latents.shape[-2] * scale, latents.shape[-1] * scale)):
+        for chunk in latents.split(slice_size or vae_slice_frames(*(n * scale for n in latents.shape[-2:]), most=4)):
             x = self.vae.decode(chunk.to(self.device, self.dtype) / self.vae.config.scaling_factor).sample
             frames.append(((x.float() + 1) / 2).clamp(0, 1).cpu().contiguous())
         return torch.cat(frames)
@@ -160,9 +164,9 @@ class EMOPipeline:
         return torch.cat([clip.frames for clip in clips])
 
 
-def decode_slice_frames(height: int, width: int, pixels: int = 4 * 256 * 256) -> int:
-    """Frames the VAE decodes at once at ``height`` x ``width`` pixels: up to 4, and no more than ``pixels``
-    in all, so the decoder's full-resolution activations stay near 0.5 GB per tensor (512x512: one frame;
-    at 4 frames its peak would add ~1.5 GB to a full-size generate)."""
-    return max(1, min(4, pixels // (height * width)))
-
+def vae_slice_frames(height: int, width: int, most: int | None = None, pixels: int = 4 * 256 * 256) -> int:
+    """Frames the VAE encodes or decodes per call at ``height`` x ``width`` pixels: as many as ``pixels``
+    allows (at least one, at most ``most``), so its full-resolution activations stay near 0.5 GB per tensor
+    (512x512: one frame per call; four would add ~1.5 GB to a full-size generate's peak)."""
+    fit = max(1, pixels // (height * width))
+    return fit if most is None else min(most, fit)

@@ -136,10 +136,11 @@ def test_a_clips_starting_noise_can_be_supplied(tiny_pipeline, encoded):
     assert torch.equal(supplied.frames, render(tiny_pipeline, reference, audio.span(0, 8), MASK, settings).frames)
 
 
-def test_full_size_frames_decode_one_at_a_time_equal_to_a_batched_decode(tiny_pipeline, monkeypatch):
-    from emo_models.pipeline import decode_slice_frames
+def test_full_size_frames_go_through_the_vae_one_at_a_time_equal_to_a_batched_call(tiny_pipeline, monkeypatch):
+    from emo_models.pipeline import vae_slice_frames
 
-    assert (decode_slice_frames(512, 512), decode_slice_frames(256, 256), decode_slice_frames(64, 64)) == (1, 4, 4)
+    assert [vae_slice_frames(n, n, most=4) for n in (512, 256, 64)] == [1, 4, 4]
+    assert [vae_slice_frames(n, n) for n in (512, 256, 64)] == [1, 4, 64]  # encoding: only full size is sliced
     pipeline, scale = tiny_pipeline, tiny_pipeline.config.vae_scale
     latents = torch.randn(3, 4, 512 // scale, 512 // scale, generator=torch.Generator().manual_seed(0))
     batches, decode = [], pipeline.vae.decode
@@ -149,3 +150,7 @@ def test_full_size_frames_decode_one_at_a_time_equal_to_a_batched_decode(tiny_pi
     # the same frames as one batched call, to rounding: oneDNN picks other convolution kernels for another batch
     # size (seen: 9.6e-5 here); a tenth of one 8-bit level bounds it
     assert (frames - pipeline.decode(latents, slice_size=3)).abs().max() <= 0.1 / 255
+    encode = pipeline.vae.encode
+    monkeypatch.setattr(pipeline.vae, "encode", lambda x, *a, **k: batches.append(x.shape[0]) or encode(x, *a, **k))
+    batches.clear()
+    assert pipeline.vae_encode(frames).shape == latents.shape and batches == [1, 1, 1]
