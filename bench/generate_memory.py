@@ -2,12 +2,12 @@
 
 A full-size native checkpoint (SD-1.5 at 512x512 with EMO's layers, random weights: memory does not
 depend on the values) is assembled with ``python -m emo_models init --config full``, then
-``python -m emo_models generate`` renders one clip of the checkpoint's own length (12 frames at 25 fps)
-with its default guidance (2 backbone passes per step). Peak RSS is the kernel's for that child alone
+``python -m emo_models generate`` renders one clip of the checkpoint's own length (its frames_per_clip
+at its fps: 12 frames at 30 fps for the full config) with its default guidance (2 backbone passes per step). Peak RSS is the kernel's for that child alone
 (``os.wait4``'s ru_maxrss). Steps do not change the peak (every step holds the same tensors), so the
 default is 1 step to keep the run to minutes on 2 cores. Target (issue 13): <= 12 GB (12,288 MiB).
 
-    python bench/generate_memory.py [--steps 1] [--checkpoint DIR]   # DIR: use this checkpoint instead
+    python bench/generate_memory.py [--steps 1] [--checkpoint DIR]   # DIR: a native EMO checkpoint instead
 
 Last line: ``generate_memory: peak_rss_mib=<MiB> frames=<frames> steps=<steps> wall_s=<seconds>``
 """
@@ -15,6 +15,7 @@ Last line: ``generate_memory: peak_rss_mib=<MiB> frames=<frames> steps=<steps> w
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1, help="denoising steps (default 1: the peak is per step)")
     parser.add_argument("--checkpoint", default=None, help="an existing checkpoint (default: a random full one)")
-    parser.add_argument("--seconds", type=float, default=0.48, help="audio length (default: one 12-frame clip)")
+    parser.add_argument("--seconds", type=float, default=None, help="audio length (default: one clip)")
     args = parser.parse_args()
 
     from emo_models.demo import DEMO_PORTRAIT
@@ -46,7 +47,8 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "emo_models", "init", "--config", "full", "--out", str(checkpoint)],
                            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         audio, out = folder / "voice.wav", folder / "talk.mp4"
-        write_voice(audio, args.seconds)
+        config = json.loads((checkpoint / "config.json").read_text())
+        write_voice(audio, args.seconds or config["frames_per_clip"] / config["fps"])
         wall, rss = run([sys.executable, "-m", "emo_models", "generate", "--image", str(DEMO_PORTRAIT),
                          "--audio", str(audio), "--out", str(out), "--checkpoint", str(checkpoint),
                          "--steps", str(args.steps), "--face-box", "0.2,0.2,0.8,0.8"])

@@ -195,3 +195,29 @@ def test_context_windows_project_the_reference_once_per_video_not_per_window():
     # one branch that sees it (unconditional + full guidance)
     assert passes == 2 and sum(keys) == windows * passes * f * hw + hw
     assert keys[:2] == [hw, passes * f * hw] and set(keys[2:]) == {passes * f * hw}  # the reference first
+
+
+def test_feed_forward_in_pieces_equals_one_call_and_the_backbone_runs_it_per_frame(model, monkeypatch):
+    from diffusers.models.attention import BasicTransformerBlock
+
+    import emo_models.temporal as temporal
+
+    blocks = [m for m in model.backbone.modules() if isinstance(m, BasicTransformerBlock)]
+    assert blocks and all((b._chunk_size, b._chunk_dim) == (1, 0) for b in blocks)  # one frame at a time
+    batch = clip_batch(model, GUIDANCE["2 passes (default)"])
+    latents = noisy_latents(model, batch.audio_tokens.shape[0])
+    in_pieces, calls = temporal.feed_forward_in_pieces, []
+
+    def few_rows(ff, hidden):  # tiny frames have few positions: 5 rows a piece makes several pieces
+        calls.append(-(-hidden.shape[1] // 5))
+        return in_pieces(ff, hidden, rows=5)
+
+    monkeypatch.setattr(temporal, "feed_forward_in_pieces", few_rows)
+    with torch.no_grad():
+        chunked = model.denoise(latents, 501, batch)
+        monkeypatch.setattr(temporal, "feed_forward_in_pieces", lambda ff, hidden: ff(hidden))
+        for block in blocks:
+            monkeypatch.setattr(block, "_chunk_size", None)
+        whole = model.denoise(latents, 501, batch)
+    assert calls and max(calls) > 1  # the temporal modules did split their positions
+    assert (chunked - whole).abs().max().item() <= 1e-5 and whole.abs().max().item() > 0.1
