@@ -3,8 +3,8 @@
 A full-size native checkpoint (SD-1.5 at 512x512 with EMO's layers, random weights: memory does not
 depend on the values) is assembled with ``python -m emo_models init --config full``, then
 ``python -m emo_models generate`` renders one clip of the checkpoint's own length (its frames_per_clip
-at its fps: 12 frames at 30 fps for the full config) with its default guidance (2 backbone passes per step). Peak RSS is the kernel's for that child alone
-(``os.wait4``'s ru_maxrss). Steps do not change the peak (every step holds the same tensors), so the
+at its fps: 12 frames at 30 fps for the full config) with its default guidance (2 backbone passes per
+step). Peak RSS is the kernel's for that child alone (``os.wait4``'s ru_maxrss). Steps do not change the peak (every step holds the same tensors), so the
 default is 1 step to keep the run to minutes on 2 cores. Target (issue 13): <= 12 GB (12,288 MiB).
 
     python bench/generate_memory.py [--steps 1] [--checkpoint DIR]   # DIR: a native EMO checkpoint instead
@@ -33,7 +33,7 @@ TARGET_MIB = 12 * 1024
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1, help="denoising steps (default 1: the peak is per step)")
-    parser.add_argument("--checkpoint", default=None, help="an existing checkpoint (default: a random full one)")
+    parser.add_argument("--checkpoint", default=None, help="a native EMO checkpoint folder (default: a random full one)")
     parser.add_argument("--seconds", type=float, default=None, help="audio length (default: one clip)")
     args = parser.parse_args()
 
@@ -47,6 +47,9 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "emo_models", "init", "--config", "full", "--out", str(checkpoint)],
                            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         audio, out = folder / "voice.wav", folder / "talk.mp4"
+        if not (checkpoint / "config.json").is_file():
+            raise SystemExit(f"--checkpoint: {checkpoint} has no config.json; give a native EMO checkpoint folder "
+                             "(python -m emo_models init, or convert --from hallo|echomimic)")
         config = json.loads((checkpoint / "config.json").read_text())
         write_voice(audio, args.seconds or config["frames_per_clip"] / config["fps"])
         wall, rss = run([sys.executable, "-m", "emo_models", "generate", "--image", str(DEMO_PORTRAIT),
