@@ -7,7 +7,7 @@ One owner for output policy, used by the video writer, checkpoint folders and th
   work (a writable folder, a file name with a known extension, not a folder, not one of the inputs,
   nothing there yet unless ``force``). They raise :class:`OutputError` naming the option and the path.
 - :func:`atomic_file`: a context manager giving a temporary path beside the target; on a clean exit it is
-  renamed onto the target, on any exception (also Ctrl-C and, while inside, SIGTERM/SIGHUP) it is
+  written through to the disk (fsync) and renamed onto the target, on any exception (also Ctrl-C and, while inside, SIGTERM/SIGHUP) it is
   removed. An incremental writer (frames streamed as they are made) writes to that path for as long
   as it likes; the target only ever holds a complete file.
 - :func:`atomic_folder`: the same for a folder of files; onto an existing folder (with ``force``) only
@@ -163,6 +163,7 @@ def _staged(target: Path, create: Callable[[], Path], publish: Callable[[Path], 
             raise (_explain(err, target, target, option) or err) from None
         try:
             yield temp
+            _flush(temp)
             publish(temp)
         except OSError as err:
             _remove(temp)
@@ -173,6 +174,19 @@ def _staged(target: Path, create: Callable[[], Path], publish: Callable[[Path], 
         except BaseException:
             _remove(temp)
             raise
+
+
+def _flush(temp: Path) -> None:
+    """Write a finished temporary file (or each file of a folder) through to the disk before it is renamed
+    into place: a crash just after can then not leave a named but empty or partial file, and the pages a
+    later load maps from it are clean, so :func:`~emo_models.residency.release_pages` can hand them back."""
+    for path in sorted(temp.iterdir()) if temp.is_dir() else [temp]:
+        if path.is_file():
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
 
 
 @contextmanager

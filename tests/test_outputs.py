@@ -265,3 +265,27 @@ def test_a_stream_stopped_midway_leaves_nothing(tmp_path, stop):
             if stop == "sigterm":
                 os.kill(os.getpid(), signal.SIGTERM)
     assert names(tmp_path) == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_every_file_is_on_the_disk_before_it_gets_its_name(tmp_path, monkeypatch):
+    """fsync before the rename: a crash just after cannot leave a named but empty file, and a checkpoint
+    loaded right after saving maps clean pages (which emo_models.residency can hand back)."""
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        synced.append((os.readlink(f"/proc/self/fd/{descriptor}"), (tmp_path / "ckpt").exists(),
+                       (tmp_path / "one.bin").exists()))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(atomic_output.os, "fsync", fsync)
+    with atomic_folder(tmp_path / "ckpt") as staging:
+        (staging / "a.safetensors").write_bytes(b"a" * 10)
+        (staging / "b.safetensors").write_bytes(b"b" * 10)
+    with atomic_file(tmp_path / "one.bin") as temp:
+        Path(temp).write_bytes(b"c")
+    assert len(synced) == 3
+    folder_files, (_, _, file_named) = synced[:2], synced[2]
+    assert [Path(path).name for path, _, _ in folder_files] == ["a.safetensors", "b.safetensors"]
+    assert not any(folder_named for _, folder_named, _ in folder_files) and not file_named  # synced, then named
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["a.safetensors", "b.safetensors"]
