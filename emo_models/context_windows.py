@@ -59,6 +59,7 @@ def render_context_windows(pipeline: EMOPipeline, reference: ReferenceEncoding, 
     tokens = model.encode_audio(audio.windows(0, total)[None].to(device, dtype))  # (1, F, K, D)
     speed = model.encode_speed(speed_per_frame(settings.speed, total)[None].to(device))  # (1, F, k, c_s)
     cache = model.clip_cache()  # the reference's keys/values, once for the video
+    pipeline.release_clip_parts()
     scheduler = make_scheduler(pipeline.config.scheduler, settings.scheduler, settings.steps)
     latents = start_latents(settings, scheduler, 0, (1, total, c, h, w), initial_noise).to(device, dtype)
     steps = len(scheduler.timesteps)

@@ -20,6 +20,7 @@ from .config import EMOConfig
 from .families import get_family, release_family
 from .model import EMOModel
 from .pipeline import EMOPipeline
+from .residency import release_pages
 from .temporal import is_speed_parameter
 from .weights.native import CONFIG_FILE, config_components, load_checkpoint, read_metadata, save_checkpoint
 from .weights.safe_load import LoadReport, WeightsError, load_component
@@ -86,8 +87,9 @@ def load_pipeline(folder: str | Path, device: str | torch.device = "cpu",
         raise WeightsError(f"{folder}: parameters never loaded: {meta[:5]}")
     settle_audio_encoder(pipeline.audio_encoder, config)
     pipeline.to(device=device, dtype=dtype)
-    check_finite({name: module.state_dict() for name, module in components_of(pipeline).items()}, str(folder),
-                 dtype=dtype)
+    parts = components_of(pipeline)  # each part's pages, read by the check, handed back (mapped again in use)
+    check_finite({name: module.state_dict() for name, module in parts.items()}, str(folder), dtype=dtype,
+                 after_component=lambda name: release_pages(parts[name]))
     return pipeline, reports
 
 

@@ -46,6 +46,9 @@ from .temporal import TemporalModules
 __all__ = ["ClipCondition", "EMOModel"]
 
 
+STEP_PARTS = ("backbone", "temporal", "audio_modules")  # what :meth:`EMOModel.denoise` reads; the rest runs per clip
+
+
 class EMOModel(nn.Module):
     """Backbone + ReferenceNet + temporal modules + audio projection + face locator + speed encoder.
 

@@ -18,8 +18,9 @@ from .audio_encoding import AudioEncoding, HeldWindows, encode_audio
 from .audio_modules import RegionMasks
 from .config import EMOConfig
 from .media_audio import frame_count, prepare_waveform
-from .model import EMOModel
+from .model import STEP_PARTS, EMOModel
 from .options import check_option
+from .residency import release_pages
 
 
 class GenerationCancelled(RuntimeError):
@@ -67,6 +68,14 @@ class EMOPipeline:
         torch.nn.Module.to(self.vae, device=device, dtype=dtype)
         self.audio_encoder.to(device=device)
         return self
+
+    def release_clip_parts(self) -> int:
+        """Before a clip's denoising steps: every part but those the steps read (:data:`~emo_models.model.STEP_PARTS`)
+        hands back its weights' resident pages (:func:`~emo_models.residency.release_pages`: file-mapped CPU
+        weights only, values unchanged, read back on their next use) -> bytes advised. At full size on the CPU
+        that is the VAE, audio encoder and ReferenceNet, ~4 GB, for the whole step loop."""
+        clip_parts = [module for name, module in self.model.named_children() if name not in STEP_PARTS]
+        return release_pages(self.vae, self.audio_encoder, *clip_parts)
 
     # ---- once per video / per audio ----------------------------------------------------------------
     @torch.no_grad()

@@ -296,6 +296,7 @@ def render_clips(pipeline: EMOPipeline, reference: ReferenceEncoding, audio: Aud
         )
         batch = model.guidance_batch(cond, [drops for _, drops in branches])
         cache = model.clip_cache()  # the clip's constant projections, computed on its first step
+        pipeline.release_clip_parts()
         scheduler = make_scheduler(pipeline.config.scheduler, settings.scheduler, settings.steps)
         first_frame = start_frame + clip * f
         latents = start_latents(settings, scheduler, first_frame, (1, f, c, h, w), initial_noise).to(device, dtype)

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -31,8 +31,10 @@ ZERO_INITIALISED = {"face_locator": ("face_locator", ("conv_out.weight",)),
                     "speed": ("temporal", (".speed_attention.to_out.weight",))}
 
 
-def non_finite(components: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tuple[str, str, int]]:
-    """``(component, key, count)`` for every floating-point tensor holding NaN or inf values."""
+def non_finite(components: Mapping[str, Mapping[str, torch.Tensor]],
+               after_component: Callable[[str], object] | None = None) -> list[tuple[str, str, int]]:
+    """``(component, key, count)`` for every floating-point tensor holding NaN or inf values;
+    ``after_component(name)`` is called as each component's scan ends."""
     found = []
     for component, state_dict in components.items():
         for key, tensor in state_dict.items():
@@ -40,17 +42,19 @@ def non_finite(components: Mapping[str, Mapping[str, torch.Tensor]]) -> list[tup
                 bad = int((~torch.isfinite(tensor)).sum())
                 if bad:
                     found.append((component, key, bad))
+        if after_component is not None:
+            after_component(component)
     return found
 
 
 def check_finite(components: Mapping[str, Mapping[str, torch.Tensor]], source: str,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, after_component: Callable[[str], object] | None = None) -> None:
     """Refuse weights holding NaN or inf with a :class:`WeightsError` naming the components and keys.
 
     ``dtype``: the precision the weights were cast to, named when that cast is the cause (a value
-    beyond float16's 65504 becomes inf).
+    beyond float16's 65504 becomes inf); ``after_component``: as :func:`non_finite`.
     """
-    found = non_finite(components)
+    found = non_finite(components, after_component)
     if not found:
         return
     where = short_list([f"{component} {key} ({count} values)" for component, key, count in found], 4)
