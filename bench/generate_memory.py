@@ -4,7 +4,7 @@ A full-size native checkpoint (SD-1.5 at 512x512 with EMO's layers, random weigh
 depend on the values) is assembled with ``python -m emo_models init --config full``, then
 ``python -m emo_models generate`` renders one clip of the checkpoint's own length (its frames_per_clip
 at its fps: 12 frames at 30 fps for the full config) with its default guidance (2 backbone passes per
-step). Peak RSS is the kernel's for that child alone (``os.wait4``'s ru_maxrss). Steps do not change the peak (every step holds the same tensors), so the
+step). Peak RSS is the kernel's for that child alone (``os.wait4``'s ru_maxrss); ``init``'s own peak is printed too. Steps do not change the peak (every step holds the same tensors), so the
 default is 1 step to keep the run to minutes on 2 cores. Target (issue 13): <= 12 GB (12,288 MiB).
 
     python bench/generate_memory.py [--steps 1] [--checkpoint DIR]   # DIR: a native EMO checkpoint instead
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -44,8 +43,9 @@ def main() -> int:
         folder = Path(folder)
         checkpoint = Path(args.checkpoint) if args.checkpoint else folder / "full"
         if not args.checkpoint:
-            subprocess.run([sys.executable, "-m", "emo_models", "init", "--config", "full", "--out", str(checkpoint)],
-                           cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            wall, rss = run([sys.executable, "-m", "emo_models", "init", "--config", "full", "--out", str(checkpoint)])
+            print(f"init --config full (build and save the random checkpoint): peak RSS {rss:.0f} MiB, wall {wall:.1f} s",
+                  flush=True)
         audio, out = folder / "voice.wav", folder / "talk.mp4"
         if not (checkpoint / "config.json").is_file():
             raise SystemExit(f"--checkpoint: {checkpoint} has no config.json; give a native EMO checkpoint folder "

@@ -6,8 +6,10 @@ parts that run once per clip or video (VAE, audio encoder, ReferenceNet: ~4 GB) 
 the process through all the denoising steps that never read them. :func:`release_pages` asks the kernel
 to reclaim such pages (``madvise(MADV_PAGEOUT)``, Linux 5.4+): the values stay in the file and are read
 back, identical, on the next use. Only pages mapped from a regular file are advised: weights in anonymous
-memory (cast to another dtype, built at random, on a GPU) are left alone, so nothing is sent to swap; on
-other systems it does nothing. The kernel reclaims only clean pages that one mapping holds: pages of a
+memory (cast to another dtype, built at random, on a GPU) are left alone, so nothing is sent to swap (but
+weights changed in place after loading, as training does, are private copies the kernel may swap out on a
+machine with swap: the render path, which calls this, never changes weights); on other systems it does
+nothing. The kernel reclaims only clean pages that one mapping holds: pages of a
 file loaded twice at once (two live pipelines, another process) or just written and not yet on disk stay
 (:mod:`emo_models.atomic_output` writes checkpoints through to the disk).
 """

@@ -369,3 +369,14 @@ def test_describe_names_each_kind_and_its_fit(tmp_path):
     assert "unet vs the tiny config: 208/208 keys match, 0 missing" in describe(tmp_path / "sd.safetensors")
     assert "7 motion modules, positional encoding for 32 frames" in describe(tmp_path / "mm.ckpt")
     assert "vae: absent" not in describe(tmp_path / "emo") and "backbone: absent" in describe(tmp_path / "emo")
+
+
+def test_saving_a_module_writes_its_own_tensors_without_copying_them():
+    """A full-size model is 9 GB: saving must not clone it (only views, transposes and shared storage are copied)."""
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    plain = native._plain_tensors("face_locator", module)
+    assert {k: v.data_ptr() for k, v in plain.items()} == {k: v.data_ptr() for k, v in module.state_dict().items()}
+    base = torch.randn(4, 6)
+    copied = native._plain_tensors("face_locator", {"a": base, "view": base[2:], "t": base.t()})
+    assert copied["a"].data_ptr() == base.data_ptr()
+    assert copied["view"].data_ptr() != base[2:].data_ptr() and copied["t"].is_contiguous()

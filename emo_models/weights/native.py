@@ -30,15 +30,24 @@ FORMAT = "emo-native-1"
 
 
 def _plain_tensors(name: str, component: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contiguous CPU copies of a component's tensors (so shared or strided storage saves fine)."""
+    """A component's tensors as safetensors writes them: on the CPU, contiguous, no two sharing storage.
+    Only tensors that are not are copied (views, transposes, GPU tensors); the rest are written from where
+    they are, so saving a model never holds a second copy of it (a full-size ``init`` peaked at 19.6 GB
+    when every tensor was cloned first)."""
     state_dict = component.state_dict() if isinstance(component, torch.nn.Module) else component
-    tensors = {}
+    tensors, storages = {}, set()
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise WeightsError(f"{name}: {key} is a {type(value).__name__}; a component holds only tensors")
         if value.is_meta:
             raise WeightsError(f"{name}: {key} is on the meta device (never loaded); load weights before saving")
-        tensors[key] = value.detach().cpu().clone(memory_format=torch.contiguous_format)
+        value = value.detach()
+        storage = value.untyped_storage()
+        if value.device.type != "cpu" or not value.is_contiguous() or storage.data_ptr() in storages \
+                or value.nbytes != storage.nbytes():
+            value = value.cpu().clone(memory_format=torch.contiguous_format)
+        storages.add(value.untyped_storage().data_ptr())
+        tensors[key] = value
     return tensors
 
 
