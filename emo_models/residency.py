@@ -28,9 +28,14 @@ _NOT_FILES = ("/dev/", "/memfd:", "/SYSV")  # shared memory: its pages would go 
 
 
 def file_mappings() -> list[tuple[int, int]]:
-    """(start, end) addresses of this process's memory mapped from regular files (/proc/self/maps)."""
+    """(start, end) addresses of this process's memory mapped from regular files (/proc/self/maps; none
+    where it cannot be read, e.g. a sandbox without /proc)."""
     spans = []
-    with open("/proc/self/maps") as maps:
+    try:
+        maps = open("/proc/self/maps")
+    except OSError:
+        return spans
+    with maps:
         for line in maps:
             fields = line.split(maxsplit=5)
             if len(fields) == 6 and fields[4] != "0" and fields[5].startswith("/") and \

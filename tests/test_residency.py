@@ -3,6 +3,7 @@ that run once per clip are handed back before the denoising steps, with the valu
 
 from __future__ import annotations
 
+import builtins
 import gc
 import os
 import struct
@@ -15,7 +16,7 @@ import torch
 from emo_models.loading import load_pipeline
 from emo_models.model import STEP_PARTS
 from emo_models.render import RenderSettings, render
-from emo_models.residency import release_pages, weight_spans
+from emo_models.residency import file_mappings, release_pages, weight_spans
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page residency is read from /proc")
 
@@ -96,3 +97,16 @@ def test_a_render_after_release_equals_one_from_weights_in_memory(loaded, portra
             tensor.data = tensor.data.clone()
     assert loaded.release_clip_parts() == 0
     np.testing.assert_array_equal(mapped.numpy(), frames(loaded).numpy())
+
+
+def test_without_proc_nothing_is_advised(loaded, monkeypatch):
+    """A sandbox without /proc: nothing is advised, and the render path goes on."""
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if path == "/proc/self/maps":
+            raise PermissionError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert file_mappings() == [] and loaded.release_clip_parts() == 0
