@@ -4,8 +4,9 @@ A full-size native checkpoint (SD-1.5 at 512x512 with EMO's layers, random weigh
 depend on the values) is assembled with ``python -m emo_models init --config full``, then
 ``python -m emo_models generate`` renders one clip of the checkpoint's own length (its frames_per_clip
 at its fps: 12 frames at 30 fps for the full config) with its default guidance (2 backbone passes per
-step). Peak RSS is the kernel's for that child alone (``os.wait4``'s ru_maxrss); ``init``'s own peak is printed too. Steps do not change the peak (every step holds the same tensors), so the
-default is 1 step to keep the run to minutes on 2 cores. Target (issue 13): <= 12 GB (12,288 MiB).
+step). Peak RSS is the kernel's for that child alone (``os.wait4``'s ru_maxrss); ``init``'s own peak is
+printed too. Steps do not change the peak (every step holds the same tensors), so the default is 1 step
+to keep the run to minutes on 2 cores. Target (issue 13): <= 12 GB (12,288 MiB).
 
     python bench/generate_memory.py [--steps 1] [--checkpoint DIR]   # DIR: a native EMO checkpoint instead
 

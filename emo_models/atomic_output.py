@@ -7,8 +7,8 @@ One owner for output policy, used by the video writer, checkpoint folders and th
   work (a writable folder, a file name with a known extension, not a folder, not one of the inputs,
   nothing there yet unless ``force``). They raise :class:`OutputError` naming the option and the path.
 - :func:`atomic_file`: a context manager giving a temporary path beside the target; on a clean exit it is
-  written through to the disk (fsync) and renamed onto the target, on any exception (also Ctrl-C and, while inside, SIGTERM/SIGHUP) it is
-  removed. An incremental writer (frames streamed as they are made) writes to that path for as long
+  written through to the disk (fsync) and renamed onto the target, on any exception (also Ctrl-C and,
+  while inside, SIGTERM/SIGHUP) it is removed. An incremental writer (frames streamed as they are made) writes to that path for as long
   as it likes; the target only ever holds a complete file.
 - :func:`atomic_folder`: the same for a folder of files; onto an existing folder (with ``force``) only
   the files we write, and stale files of the same names, are replaced; everything else is kept.
